@@ -1,0 +1,4 @@
+//! The arenalab program. (SKELETON)
+fn main() {
+    println!("arenalab: not yet");
+}
