@@ -1,4 +1,4 @@
-//! The arenalab program. (SKELETON)
+//! The `arenalab` program: see the crate documentation of the `arenalab` library.
 fn main() {
-    println!("arenalab: not yet");
+    std::process::exit(arenalab::cli::main());
 }

@@ -1,0 +1,1 @@
+//! Child processes: spawned, killed and reaped. (SKELETON)
