@@ -94,8 +94,8 @@ pub enum ConfigError {
         /// The pool size in force.
         pool: usize,
     },
-    /// The largest size class must fit at least one block in a pool after the header.
-    #[error("a pool of {pool} bytes cannot hold one block of {block} bytes after its header")]
+    /// The largest size class must fit at least two blocks in a pool after the header.
+    #[error("a pool of {pool} bytes cannot hold two blocks of {block} bytes after its header")]
     ClassTooLarge {
         /// The pool size in force.
         pool: usize,
@@ -356,7 +356,9 @@ impl ConfigBuilder {
             return Err(ConfigError::TooManyPools { arena: ar, pools: ar / p });
         }
         let overhead = POOL_HEADER_BYTES.div_ceil(a) * a;
-        if overhead + t > p {
+        // Two blocks of the largest class must fit: a pool hands out its first block and
+        // carves the second as its free list when it is given a class.
+        if overhead + 2 * t > p {
             return Err(ConfigError::ClassTooLarge { pool: p, block: t });
         }
         Ok(Config {

@@ -1,72 +1,561 @@
-//! TEMPORARY STAND-IN: forwards to libc malloc until the real heap lands. Same public API.
-use crate::{Config, Snapshot, Stats};
+//! The heap: CPython's allocation and free paths over pools and arenas.
+//!
+//! `alloc(n)` for 1 ≤ n ≤ 512 (3.10 layout) serves size class `(n − 1) >> 4` from the first pool
+//! on `usedpools[class]`; when that list is empty a pool comes from the head of
+//! `usable_arenas`, and when no arena has a free pool a new arena is mapped. `free(p)` pushes the
+//! block on its pool's free list; a pool that becomes empty goes to its arena's `freepools`, and
+//! an arena whose pools are all empty is unmapped — unless (3.9+) it is the last usable arena.
+//! Everything else (0 bytes, larger requests, over-aligned requests) goes to the raw allocator,
+//! libc `malloc`, and is counted.
 
-/// What a checked free found wrong.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HeapError {
-    /// The block was already free.
-    #[error("double free of block {address:#x} ({size} bytes)")]
-    DoubleFree { address: usize, size: usize },
-    /// A guard byte after the block was overwritten.
-    #[error("write past the end of block {address:#x} ({size} bytes)")]
-    Overrun { address: usize, size: usize },
-    /// The pointer was never given out by this heap.
-    #[error("free of pointer {address:#x} never allocated by this heap")]
-    NotAllocated { address: usize },
-}
+use crate::arena::{Arenas, NONE};
+use crate::config::{Config, MAX_CLASSES, SizeClass};
+use crate::os::{ArenaSource, Mmap, PAGE};
+use crate::pool::{NO_CLASS, PoolHeader, PoolList};
+use crate::radix::OwnershipMap;
+use crate::snapshot::{ArenaSnapshot, PoolSnapshot, PoolState, Snapshot};
+use crate::stats::Stats;
+use core::ptr::NonNull;
 
-/// A single-threaded pymalloc heap.
-pub struct Heap {
+pub use crate::debug::HeapError;
+
+/// A single-threaded pymalloc heap: one interpreter's allocator under its GIL.
+///
+/// ```
+/// use pymalloc::{Config, Heap};
+/// let mut heap = Heap::new(Config::CPYTHON_3_10);
+/// let p = heap.alloc(32);
+/// assert!(!p.is_null());
+/// // SAFETY: `p` points at a live 32-byte block of this heap.
+/// unsafe { p.write_bytes(0xAB, 32) };
+/// let s = heap.stats();
+/// assert_eq!((s.arenas_current, s.pools_used, s.classes[1].blocks_in_use), (1, 1, 1));
+/// // SAFETY: `p` came from this heap and is freed once.
+/// unsafe { heap.free(p) };
+/// heap.check_invariants().unwrap();
+/// ```
+pub struct Heap<S: ArenaSource = Mmap> {
+    // Hot fields first: the alloc and free fast paths read only these.
+    /// `usedpools[c]`: pools of class `c` with at least one free and one allocated block.
+    usedpools: [PoolList; MAX_CLASSES],
+    map: OwnershipMap,
+    alignment_shift: u32,
+    threshold: usize,
+    pool_size: usize,
+    debug: bool,
+    pub(crate) arenas: Arenas,
     config: Config,
+    source: S,
+    // Counters: only grow.
+    arenas_total: u64,
+    raw_total: u64,
+    // Gauges.
+    arenas_current: usize,
+    arenas_highwater: usize,
+    raw_blocks: usize,
+    raw_bytes: usize,
 }
 
-// SAFETY: the heap owns all memory it points into; nothing is shared with other threads.
-unsafe impl Send for Heap {}
+// SAFETY: the heap exclusively owns every arena, pool and descriptor its pointers reach; moving
+// it to another thread moves that ownership along (it is not `Sync`).
+unsafe impl<S: ArenaSource + Send> Send for Heap<S> {}
 
-impl Heap {
-    pub fn new(config: Config) -> Heap {
-        Heap { config }
+impl Heap<Mmap> {
+    /// An empty heap taking arenas from `mmap`. No memory is mapped until the first allocation.
+    pub const fn new(config: Config) -> Heap<Mmap> {
+        Heap::with_source(config, Mmap)
     }
+}
+
+impl<S: ArenaSource> Heap<S> {
+    /// An empty heap taking arenas from `source`.
+    pub const fn with_source(config: Config, source: S) -> Heap<S> {
+        Heap {
+            usedpools: [PoolList::EMPTY; MAX_CLASSES],
+            map: OwnershipMap::new(config.arena_shift),
+            alignment_shift: config.alignment_shift,
+            threshold: config.threshold,
+            pool_size: config.pool_size(),
+            debug: config.debug,
+            arenas: Arenas::new(config.policy),
+            config,
+            source,
+            arenas_total: 0,
+            raw_total: 0,
+            arenas_current: 0,
+            arenas_highwater: 0,
+            raw_blocks: 0,
+            raw_bytes: 0,
+        }
+    }
+
+    /// The layout this heap was built with.
     pub fn config(&self) -> &Config {
         &self.config
     }
+
+    /// The arena source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// Allocates `size` bytes aligned to the block granularity; null when the OS refuses memory.
+    #[inline]
     pub fn alloc(&mut self, size: usize) -> *mut u8 {
-        // SAFETY: stand-in.
-        unsafe { libc::malloc(size.max(1)) as *mut u8 }
+        if self.debug {
+            return crate::debug::alloc(self, size, 0);
+        }
+        self.alloc_plain(size)
     }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two). Alignments above the block
+    /// granularity go to the raw allocator, as in CPython.
     pub fn alloc_aligned(&mut self, size: usize, align: usize) -> *mut u8 {
-        let mut p = core::ptr::null_mut();
-        // SAFETY: stand-in.
-        unsafe { libc::posix_memalign(&mut p, align.max(8), size.max(1)) };
-        p as *mut u8
+        if align <= 1 << self.alignment_shift {
+            return self.alloc(size);
+        }
+        if self.debug {
+            return crate::debug::alloc(self, size, align);
+        }
+        self.raw_alloc_aligned(size, align)
     }
+
+    #[inline(always)]
+    pub(crate) fn alloc_plain(&mut self, size: usize) -> *mut u8 {
+        if size.wrapping_sub(1) < self.threshold {
+            self.alloc_small((size - 1) >> self.alignment_shift)
+        } else {
+            self.raw_alloc(size)
+        }
+    }
+
+    #[inline(always)]
+    fn alloc_small(&mut self, class: usize) -> *mut u8 {
+        let block = (class + 1) << self.alignment_shift;
+        let list = &mut self.usedpools[class & (MAX_CLASSES - 1)];
+        let pool = list.head;
+        if !pool.is_null() {
+            // SAFETY: a pool on usedpools is live and has a non-null free list (PoolHeader
+            // invariant), whose head is a free block of this pool whose first word is a link.
+            unsafe {
+                (*pool).count += 1;
+                let bp = (*pool).freeblock;
+                let next = *bp.cast::<*mut u8>();
+                (*pool).freeblock = next;
+                if next.is_null() && !PoolHeader::extend(pool, block) {
+                    // Full: off the list (it is the head).
+                    list.unlink(pool);
+                }
+                return bp;
+            }
+        }
+        self.alloc_from_new_pool(class)
+    }
+
+    #[inline(never)]
+    fn alloc_from_new_pool(&mut self, class: usize) -> *mut u8 {
+        if self.arenas.usable == NONE && !self.new_arena() {
+            return core::ptr::null_mut();
+        }
+        let arena = self.arenas.usable;
+        let (pool, fresh) = self.arenas.take_pool(self.pool_size);
+        let block = (class + 1) << self.alignment_shift;
+        // SAFETY: `take_pool` returned a pool of a live arena that is on no list: either a
+        // fresh, unused pool-sized region or an empty pool from `freepools`.
+        unsafe {
+            if fresh {
+                PoolHeader::carve(pool, arena);
+            }
+            self.usedpools[class].push_front(pool);
+            (*pool).count = 1;
+            if (*pool).szidx == class as u32 {
+                // Last used for the same class: header and free list are still valid.
+                let bp = (*pool).freeblock;
+                let next = *bp.cast::<*mut u8>();
+                (*pool).freeblock = next;
+                if next.is_null() && !PoolHeader::extend(pool, block) {
+                    self.usedpools[class].unlink(pool);
+                }
+                return bp;
+            }
+            PoolHeader::init_class(
+                pool,
+                SizeClass(class as u8),
+                block,
+                self.config.pool_overhead(),
+                self.pool_size,
+            )
+        }
+    }
+
+    /// Maps a new arena and makes it the only usable one. CPython: `new_arena()`.
+    fn new_arena(&mut self) -> bool {
+        let Some(i) = self.arenas.take_descriptor() else { return false };
+        let size = self.config.arena_size();
+        let align = if self.config.aligned_arenas { self.pool_size } else { PAGE };
+        let Some(mem) = self.source.map(size, align) else {
+            self.arenas.retire(i);
+            return false;
+        };
+        let address = mem.as_ptr() as usize;
+        if !self.map.insert(address) {
+            // SAFETY: the mapping was just made and nothing points into it.
+            unsafe { self.source.unmap(mem, size) };
+            self.arenas.retire(i);
+            return false;
+        }
+        self.arenas.install(i, address, size, self.pool_size);
+        self.arenas_total += 1;
+        self.arenas_current += 1;
+        self.arenas_highwater = self.arenas_highwater.max(self.arenas_current);
+        true
+    }
+
+    /// Frees `p`. Null is ignored. In debug mode a bad free is reported and the process stops.
+    ///
     /// # Safety
-    /// `p` came from this heap and is live.
+    /// `p` is null or was returned by this heap's `alloc*`/`realloc` and not freed since
+    /// (in debug mode, violations are detected and reported instead of corrupting the heap,
+    /// as far as the checks reach).
+    #[inline]
     pub unsafe fn free(&mut self, p: *mut u8) {
-        // SAFETY: stand-in.
-        unsafe { libc::free(p as *mut _) }
+        if p.is_null() {
+            return;
+        }
+        if self.debug {
+            // SAFETY: forwarded caller contract; debug::free_or_abort checks what it can.
+            return unsafe { crate::debug::free_or_abort(self, p) };
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.free_plain(p) }
     }
+
+    /// Frees `p` like [`free`](Self::free) but, in debug mode, returns what is wrong with the
+    /// free instead of stopping the program (and then leaves the heap untouched).
+    ///
     /// # Safety
-    /// `p` came from this heap and is live.
+    /// As for [`free`](Self::free); in debug mode a double free, an overrun block, or a pointer
+    /// never allocated is detected (reading the would-be block header) and returned as an error.
     pub unsafe fn try_free(&mut self, p: *mut u8) -> Result<(), HeapError> {
-        // SAFETY: stand-in.
-        unsafe { libc::free(p as *mut _) };
+        if p.is_null() {
+            return Ok(());
+        }
+        if self.debug {
+            // SAFETY: forwarded caller contract.
+            return unsafe { crate::debug::try_free(self, p) };
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.free_plain(p) };
         Ok(())
     }
+
     /// # Safety
-    /// `p` came from this heap and is live.
+    /// `p` is a live block of this heap (pool block or raw block), with no debug header.
+    #[inline(always)]
+    pub(crate) unsafe fn free_plain(&mut self, p: *mut u8) {
+        if !self.map.contains(p as usize) {
+            // SAFETY: not in an arena, so it came from the raw allocator (caller contract).
+            return unsafe { self.raw_free(p) };
+        }
+        let pool = PoolHeader::of(p, self.pool_size);
+        // SAFETY: p is a live block inside a live arena, so its pool is carved, classed and
+        // live; the block is at least a word long and free to hold the list link.
+        unsafe {
+            let last = (*pool).freeblock;
+            *p.cast::<*mut u8>() = last;
+            (*pool).freeblock = p;
+            (*pool).count -= 1;
+            if last.is_null() {
+                // It was full: back on usedpools, at the front, so this block is reused next.
+                self.usedpools[(*pool).szidx as usize & (MAX_CLASSES - 1)].push_front(pool);
+                return;
+            }
+            if (*pool).count != 0 {
+                return;
+            }
+            self.pool_now_empty(pool);
+        }
+    }
+
+    /// # Safety
+    /// `pool` is live, on `usedpools[its class]`, and has just become empty.
+    #[inline(never)]
+    unsafe fn pool_now_empty(&mut self, pool: *mut PoolHeader) {
+        // SAFETY: caller contract: the pool is on its class list and live.
+        let (class, arena) = unsafe { ((*pool).szidx as usize, (*pool).arenaindex) };
+        // SAFETY: as above.
+        unsafe { self.usedpools[class].unlink(pool) };
+        if self.arenas.pool_emptied(arena, pool, self.config.keep_last_empty_arena) {
+            let address = self.arenas.get(arena).address;
+            self.map.remove(address);
+            // SAFETY: every pool of the arena is empty, so no live block points into it; the
+            // descriptor was unlinked by `pool_emptied` and the ownership map no longer has it.
+            unsafe {
+                self.source
+                    .unmap(NonNull::new_unchecked(address as *mut u8), self.config.arena_size())
+            };
+            self.arenas.retire(arena);
+            self.arenas_current -= 1;
+        }
+    }
+
+    /// Resizes `p` to `size` bytes, CPython's way: a pool block is kept when the new size still
+    /// fits and is more than 3/4 of the block; otherwise allocate, copy, free.
+    /// Null `p` behaves as `alloc`. On failure returns null and leaves `p` untouched.
+    ///
+    /// # Safety
+    /// `p` is null or a live block of this heap.
     pub unsafe fn realloc(&mut self, p: *mut u8, size: usize) -> *mut u8 {
-        // SAFETY: stand-in.
-        unsafe { libc::realloc(p as *mut _, size.max(1)) as *mut u8 }
+        if p.is_null() {
+            return self.alloc(size);
+        }
+        if self.debug {
+            // SAFETY: forwarded caller contract.
+            return unsafe { crate::debug::realloc(self, p, size) };
+        }
+        if !self.map.contains(p as usize) {
+            // SAFETY: p is a live raw block (caller contract); it stays with the raw allocator.
+            return unsafe { self.raw_realloc(p, size) };
+        }
+        let pool = PoolHeader::of(p, self.pool_size);
+        // SAFETY: a live pool block's pool header is live and classed.
+        let block = unsafe { ((*pool).szidx as usize + 1) << self.alignment_shift };
+        if size <= block && 4 * size > 3 * block {
+            return p;
+        }
+        let new = self.alloc_plain(size);
+        if !new.is_null() {
+            // SAFETY: both blocks are live, distinct, and at least min(size, block) long.
+            unsafe {
+                core::ptr::copy_nonoverlapping(p, new, size.min(block));
+                self.free_plain(p);
+            }
+        }
+        new
     }
+
+    /// Whether `p` points inside one of this heap's arenas.
+    pub fn owns(&self, p: *const u8) -> bool {
+        self.map.contains(p as usize)
+    }
+
+    // ---------------------------------------------------------------- raw allocator
+
+    pub(crate) fn raw_alloc(&mut self, size: usize) -> *mut u8 {
+        // CPython: PyMem_RawMalloc(0) becomes malloc(1).
+        // SAFETY: plain libc malloc.
+        let p = unsafe { libc::malloc(size.max(1)) }.cast::<u8>();
+        self.raw_count_new(p);
+        p
+    }
+
+    pub(crate) fn raw_alloc_aligned(&mut self, size: usize, align: usize) -> *mut u8 {
+        let mut p = core::ptr::null_mut();
+        let align = align.max(core::mem::size_of::<usize>());
+        // SAFETY: align is a power of two multiple of the pointer size; p is a valid out-pointer.
+        let rc = unsafe { libc::posix_memalign(&mut p, align, size.max(1)) };
+        let p = if rc == 0 { p.cast::<u8>() } else { core::ptr::null_mut() };
+        self.raw_count_new(p);
+        p
+    }
+
+    fn raw_count_new(&mut self, p: *mut u8) {
+        if !p.is_null() {
+            self.raw_total += 1;
+            self.raw_blocks += 1;
+            // SAFETY: p is a live block just returned by libc.
+            self.raw_bytes += unsafe { libc::malloc_usable_size(p.cast()) };
+        }
+    }
+
+    /// # Safety
+    /// `p` is a live block from the raw allocator.
+    pub(crate) unsafe fn raw_free(&mut self, p: *mut u8) {
+        self.raw_blocks -= 1;
+        // SAFETY: caller contract: a live libc block.
+        unsafe {
+            self.raw_bytes -= libc::malloc_usable_size(p.cast());
+            libc::free(p.cast());
+        }
+    }
+
+    /// # Safety
+    /// `p` is a live block from the raw allocator.
+    unsafe fn raw_realloc(&mut self, p: *mut u8, size: usize) -> *mut u8 {
+        // SAFETY: caller contract: a live libc block.
+        let old = unsafe { libc::malloc_usable_size(p.cast()) };
+        // SAFETY: as above; on failure libc leaves p untouched.
+        let new = unsafe { libc::realloc(p.cast(), size.max(1)) }.cast::<u8>();
+        if !new.is_null() {
+            // SAFETY: new is a live libc block.
+            self.raw_bytes = self.raw_bytes - old + unsafe { libc::malloc_usable_size(new.cast()) };
+        }
+        new
+    }
+
+    // ---------------------------------------------------------------- inspection
+
+    /// Live arenas: (descriptor index, descriptor).
+    fn live_arenas(&self) -> impl Iterator<Item = (u32, &crate::arena::ArenaObject)> {
+        self.arenas
+            .objs
+            .as_slice()
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.address != 0)
+            .map(|(i, a)| (i as u32, a))
+    }
+
+    /// Carved pools of an arena.
+    fn carved_pools(&self, a: &crate::arena::ArenaObject) -> impl Iterator<Item = *mut PoolHeader> {
+        let first = a.first_pool(self.pool_size);
+        (first..a.pool_address).step_by(self.pool_size).map(|p| p as *mut PoolHeader)
+    }
+
+    /// The statistics of `sys._debugmallocstats()`. Walks every carved pool; never allocates.
     pub fn stats(&self) -> Stats {
-        Stats::empty(&self.config)
+        let c = &self.config;
+        let mut s = Stats::empty(c);
+        s.arenas_allocated_total = self.arenas_total;
+        s.arenas_reclaimed = self.arenas_total - self.arenas_current as u64;
+        s.arenas_current = self.arenas_current;
+        s.arenas_highwater = self.arenas_highwater;
+        s.raw_allocations_total = self.raw_total;
+        s.raw_blocks_current = self.raw_blocks;
+        s.raw_bytes_current = self.raw_bytes;
+        s.arena_map_bytes = self.map.bytes();
+        let overhead = c.pool_overhead();
+        for (_, a) in self.live_arenas() {
+            if a.ntotalpools as usize != c.pools_per_arena() {
+                s.bytes_lost_to_arena_alignment += self.pool_size;
+            }
+            let carved = (a.pool_address - a.first_pool(self.pool_size)) / self.pool_size;
+            s.pools_never_carved += a.ntotalpools as usize - carved;
+            for pool in self.carved_pools(a) {
+                // SAFETY: carved pools of live arenas have initialised headers.
+                let (count, szidx) = unsafe { ((*pool).count as usize, (*pool).szidx) };
+                if count == 0 {
+                    s.pools_empty += 1;
+                    continue;
+                }
+                let class = SizeClass(szidx as u8);
+                let block = c.block_size(class);
+                let per_pool = c.blocks_per_pool(class);
+                let cs = &mut s.classes[class.index()];
+                cs.pools += 1;
+                cs.blocks_in_use += count;
+                cs.blocks_available += per_pool - count;
+                if count == per_pool {
+                    s.pools_full += 1;
+                } else {
+                    s.pools_used += 1;
+                }
+                s.bytes_in_allocated_blocks += count * block;
+                s.bytes_in_available_blocks += (per_pool - count) * block;
+                s.bytes_lost_to_pool_headers += overhead;
+                s.bytes_lost_to_quantization += self.pool_size - overhead - per_pool * block;
+            }
+        }
+        s.bytes_in_unused_pools = (s.pools_empty + s.pools_never_carved) * self.pool_size;
+        s
     }
+
+    /// Every live arena and the state of each of its pool slots, lowest address first.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::default()
+        let mut arenas = Vec::with_capacity(self.arenas_current);
+        for _ in 0..self.arenas_current {
+            arenas.push(ArenaSnapshot {
+                address: 0,
+                pools: Vec::with_capacity(self.config.pools_per_arena()),
+            });
+        }
+        let used = self.fill_snapshot(&mut arenas).unwrap_or(0);
+        arenas.truncate(used);
+        arenas.sort_unstable_by_key(|a| a.address);
+        Snapshot { pools_per_arena: self.config.pools_per_arena(), arenas }
     }
-    pub fn check_invariants(&self) -> Result<(), String> {
-        Ok(())
+
+    /// Writes the occupancy of live arenas into `out` without allocating: `out` must hold at
+    /// least `arenas_current` entries, each with room for `pools_per_arena` pools. Returns how
+    /// many entries were filled, or `None` when `out` is too short.
+    pub(crate) fn fill_snapshot(&self, out: &mut [ArenaSnapshot]) -> Option<usize> {
+        let c = &self.config;
+        let mut k = 0;
+        for (_, a) in self.live_arenas() {
+            let slot = out.get_mut(k)?;
+            slot.address = a.address;
+            slot.pools.clear();
+            let first = a.first_pool(self.pool_size);
+            for j in 0..a.ntotalpools as usize {
+                let addr = first + j * self.pool_size;
+                let snap = if addr >= a.pool_address {
+                    PoolSnapshot {
+                        state: PoolState::NeverCarved,
+                        size_class: None,
+                        blocks_in_use: 0,
+                        blocks_per_pool: 0,
+                    }
+                } else {
+                    let pool = addr as *const PoolHeader;
+                    // SAFETY: carved pools of live arenas have initialised headers.
+                    let (count, szidx) = unsafe { ((*pool).count as usize, (*pool).szidx) };
+                    let class = (szidx != NO_CLASS).then_some(SizeClass(szidx as u8));
+                    let per_pool = class.map_or(0, |cl| c.blocks_per_pool(cl));
+                    let state = if count == 0 {
+                        PoolState::Empty
+                    } else if count == per_pool {
+                        PoolState::Full
+                    } else {
+                        PoolState::Used
+                    };
+                    PoolSnapshot {
+                        state,
+                        size_class: class,
+                        blocks_in_use: count,
+                        blocks_per_pool: per_pool,
+                    }
+                };
+                if slot.pools.len() == slot.pools.capacity() {
+                    return None;
+                }
+                slot.pools.push(snap);
+            }
+            k += 1;
+        }
+        Some(k)
+    }
+
+    /// Arenas mapped now (cheap).
+    pub fn arenas_current(&self) -> usize {
+        self.arenas_current
+    }
+
+    /// Walks every structure and checks the invariants of the reference (pymalloc-design.md §6).
+    /// Never allocates. Tests call it after every operation.
+    pub fn check_invariants(&self) -> Result<(), crate::InvariantError> {
+        crate::invariants::check(self)
+    }
+
+    pub(crate) fn usedpools(&self) -> &[PoolList; MAX_CLASSES] {
+        &self.usedpools
+    }
+
+    pub(crate) fn counters(&self) -> (u64, usize, usize) {
+        (self.arenas_total, self.arenas_current, self.arenas_highwater)
+    }
+}
+
+impl<S: ArenaSource> Drop for Heap<S> {
+    /// Unmaps every arena. Raw blocks still live stay with libc (their owners free them).
+    fn drop(&mut self) {
+        let size = self.config.arena_size();
+        for i in 0..self.arenas.objs.len() {
+            let address = self.arenas.objs.as_slice()[i].address;
+            if let Some(p) = NonNull::new(address as *mut u8) {
+                // SAFETY: the heap is being dropped, so no block it handed out may be used
+                // again; each live arena is one whole mapping from the source.
+                unsafe { self.source.unmap(p, size) };
+            }
+        }
     }
 }

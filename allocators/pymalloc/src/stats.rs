@@ -77,8 +77,12 @@ pub struct Stats {
     // --- raw allocator ---
     /// Raw-allocator blocks live now.
     pub raw_blocks_current: usize,
-    /// Bytes requested in live raw-allocator blocks.
+    /// Usable bytes (`malloc_usable_size`) of live raw-allocator blocks.
     pub raw_bytes_current: usize,
+
+    // --- outside the arenas ---
+    /// Memory mapped for the ownership map (CPython: "bytes lost to arena map").
+    pub arena_map_bytes: usize,
 }
 
 impl Stats {
@@ -112,6 +116,7 @@ impl Stats {
             bytes_lost_to_arena_alignment: 0,
             raw_blocks_current: 0,
             raw_bytes_current: 0,
+            arena_map_bytes: 0,
         }
     }
 
@@ -187,7 +192,8 @@ impl core::fmt::Display for Stats {
         writeln!(f)?;
         row(f, "# raw allocator blocks (current)", self.raw_blocks_current)?;
         row(f, "# raw allocator bytes (current)", self.raw_bytes_current)?;
-        row(f, "# raw allocator requests (total)", self.raw_allocations_total as usize)
+        row(f, "# raw allocator requests (total)", self.raw_allocations_total as usize)?;
+        row(f, "# bytes lost to arena map", self.arena_map_bytes)
     }
 }
 

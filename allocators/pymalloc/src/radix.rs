@@ -1,0 +1,162 @@
+//! "Is this pointer ours?": the O(1) ownership map consulted by every free.
+//!
+//! CPython 3.10+ answers with a radix tree keyed by the "ideal" arena-sized chunk an address
+//! falls in (bpo-37448); before that, `address_in_range` read an index out of the would-be pool
+//! header, which can touch memory pymalloc never owned. This map follows the 3.10 idea with two
+//! levels: a root of leaf pointers and leaves of chunk entries, all mapped from the OS on demand.
+//!
+//! An arena of size A is mapped at some page-aligned address, so it covers the tail of one
+//! A-aligned chunk and the head of the next. Each chunk entry therefore records at most two
+//! arenas: one that *ends* inside it (`lo_end`: the arena covers offsets `[0, lo_end)`) and one
+//! that *starts* inside it (`hi_len`: the arena covers the last `hi_len` bytes of the chunk).
+//! Zero means "none" for both, so fresh zeroed leaves need no initialisation.
+
+use crate::os::{self, PAGE};
+use core::ptr::NonNull;
+
+const LEAF_BITS: u32 = 14;
+const LEAF_LEN: usize = 1 << LEAF_BITS;
+/// User-space addresses on x86-64 and AArch64 Linux fit in 48 bits.
+const ADDRESS_BITS: u32 = 48;
+
+/// One chunk: see the module docs.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct Entry {
+    lo_end: u32,
+    hi_len: u32,
+}
+
+/// The ownership map.
+///
+/// Invariant: `root` is null or maps `root_len` leaf pointers; each non-null leaf maps
+/// `LEAF_LEN` entries; an address is inside a live arena iff its entry says so.
+pub(crate) struct OwnershipMap {
+    arena_shift: u32,
+    root: *mut *mut Entry,
+    /// Leaves mapped so far (the "bot nodes" of CPython's report).
+    pub(crate) leaves: usize,
+}
+
+impl OwnershipMap {
+    pub(crate) const fn new(arena_shift: u32) -> Self {
+        OwnershipMap { arena_shift, root: core::ptr::null_mut(), leaves: 0 }
+    }
+
+    fn root_len(&self) -> usize {
+        1 << (ADDRESS_BITS - self.arena_shift - LEAF_BITS)
+    }
+
+    fn root_bytes(&self) -> usize {
+        (self.root_len() * core::mem::size_of::<*mut Entry>()).div_ceil(PAGE) * PAGE
+    }
+
+    const fn leaf_bytes() -> usize {
+        LEAF_LEN * core::mem::size_of::<Entry>()
+    }
+
+    /// Whether `p` lies inside a live arena. Never touches memory outside the map.
+    #[inline(always)]
+    pub(crate) fn contains(&self, p: usize) -> bool {
+        let chunk = p >> self.arena_shift;
+        let ri = chunk >> LEAF_BITS;
+        if self.root.is_null() || ri >= self.root_len() {
+            return false;
+        }
+        // SAFETY: root maps root_len pointers and ri < root_len (checked above).
+        let leaf = unsafe { *self.root.add(ri) };
+        if leaf.is_null() {
+            return false;
+        }
+        // SAFETY: a non-null leaf maps LEAF_LEN entries; the index is masked to that range.
+        let e = unsafe { *leaf.add(chunk & (LEAF_LEN - 1)) };
+        let size = 1usize << self.arena_shift;
+        let off = p & (size - 1);
+        off < e.lo_end as usize || off + e.hi_len as usize >= size
+    }
+
+    /// The entry for `chunk`, mapping the root and its leaf if needed.
+    fn entry(&mut self, chunk: usize) -> Option<*mut Entry> {
+        let ri = chunk >> LEAF_BITS;
+        if ri >= self.root_len() {
+            return None;
+        }
+        if self.root.is_null() {
+            self.root = os::map_zeroed(self.root_bytes())?.as_ptr().cast();
+        }
+        // SAFETY: root is mapped with root_len slots and ri < root_len.
+        let slot = unsafe { self.root.add(ri) };
+        // SAFETY: `slot` is a valid, initialised (zeroed or written) pointer slot.
+        let mut leaf = unsafe { *slot };
+        if leaf.is_null() {
+            leaf = os::map_zeroed(Self::leaf_bytes())?.as_ptr().cast();
+            // SAFETY: as above; the slot is ours to write.
+            unsafe { *slot = leaf };
+            self.leaves += 1;
+        }
+        // SAFETY: the leaf maps LEAF_LEN entries; the index is masked to that range.
+        Some(unsafe { leaf.add(chunk & (LEAF_LEN - 1)) })
+    }
+
+    /// Marks `[base, base + arena size)` as ours. Returns `false` if the map could not grow
+    /// (then nothing is marked).
+    pub(crate) fn insert(&mut self, base: usize) -> bool {
+        let size = 1usize << self.arena_shift;
+        let chunk = base >> self.arena_shift;
+        let off = base & (size - 1);
+        let (Some(first), second) = (self.entry(chunk), (off != 0).then(|| self.entry(chunk + 1)))
+        else {
+            return false;
+        };
+        if let Some(None) = second {
+            return false;
+        }
+        // SAFETY: `first` points at a live entry of a mapped leaf (from `entry`).
+        unsafe { (*first).hi_len = (size - off) as u32 };
+        if let Some(Some(next)) = second {
+            // SAFETY: as above.
+            unsafe { (*next).lo_end = off as u32 };
+        }
+        true
+    }
+
+    /// Forgets the arena at `base`.
+    pub(crate) fn remove(&mut self, base: usize) {
+        let size = 1usize << self.arena_shift;
+        let chunk = base >> self.arena_shift;
+        let off = base & (size - 1);
+        if let Some(e) = self.entry(chunk) {
+            // SAFETY: `e` points at a live entry of a mapped leaf.
+            unsafe { (*e).hi_len = 0 };
+        }
+        if off != 0
+            && let Some(e) = self.entry(chunk + 1)
+        {
+            // SAFETY: as above.
+            unsafe { (*e).lo_end = 0 };
+        }
+    }
+
+    /// Bytes of memory the map itself has mapped (CPython reports these as "lost to arena map").
+    pub(crate) fn bytes(&self) -> usize {
+        if self.root.is_null() { 0 } else { self.root_bytes() + self.leaves * Self::leaf_bytes() }
+    }
+}
+
+impl Drop for OwnershipMap {
+    fn drop(&mut self) {
+        if self.root.is_null() {
+            return;
+        }
+        for i in 0..self.root_len() {
+            // SAFETY: root maps root_len slots.
+            let leaf = unsafe { *self.root.add(i) };
+            if let Some(l) = NonNull::new(leaf) {
+                // SAFETY: each leaf is one whole mapping of leaf_bytes, owned by the map.
+                unsafe { os::unmap(l.cast(), Self::leaf_bytes()) };
+            }
+        }
+        // SAFETY: the root is one whole mapping of root_bytes, owned by the map.
+        unsafe { os::unmap(NonNull::new_unchecked(self.root.cast()), self.root_bytes()) };
+    }
+}
