@@ -1,1 +1,160 @@
-//! Shared benchmark helpers. (SKELETON)
+//! The workloads behind arenalab's criterion benchmarks, one module per benchmark group.
+//!
+//! Each benchmark compares five contenders in one run of one binary:
+//!
+//! | id name         | what is called                                                       |
+//! |-----------------|----------------------------------------------------------------------|
+//! | `system`        | glibc `malloc`/`free` through Rust's `System` (`&dyn GlobalAlloc`)   |
+//! | `mimalloc`      | mimalloc's `GlobalAlloc`                                             |
+//! | `jemalloc`      | tikv-jemallocator's `GlobalAlloc`                                    |
+//! | `pymalloc`      | `pymalloc::PyMalloc`: one pymalloc heap behind a spin lock           |
+//! | `pymalloc-heap` | `pymalloc::Heap` called directly: no lock, no `Layout`, one thread   |
+//!
+//! The first four come from the [`lineup`] registry; the fifth is added here through the small
+//! [`Contender`] trait, so each workload is written once, generic over the allocator, and
+//! monomorphised per contender. Benchmark ids read `group/pattern/allocator/size`.
+//!
+//! Rules every workload keeps, so that the comparison is about the allocator:
+//! * every block is written to after allocation, one byte per cache line plus the last byte
+//!   ([`contender::touch`]), so no allocator wins by handing out pages nobody touches;
+//! * random inputs (free orders, sizes, slots) are drawn from seeded generators before timing;
+//! * pointer arrays belong to the harness: they are allocated before timing by the benchmark
+//!   binary's own global allocator (`System`), never by the allocator under test.
+//!
+//! The criterion wiring is in `benches/allocators.rs`; `benches/README.md` has the commands and
+//! the caveats.
+//!
+//! [`Contender`]: contender::Contender
+
+pub mod churn;
+pub mod contender;
+pub mod order;
+pub mod ports;
+pub mod scaling;
+pub mod size;
+pub mod threads;
+
+use contender::{Contender, HEAP_NAME, globals, heap};
+
+/// Something run once per contender: a benchmark body generic over the allocator.
+pub trait Visit {
+    /// Runs for one contender named `name` (the allocator field of the benchmark id).
+    fn visit<C: Contender>(&mut self, name: &str, contender: &mut C);
+}
+
+/// Runs `v` for the four registry allocators, then for a fresh pymalloc [`pymalloc::Heap`]
+/// (dropped afterwards, so its arenas go back).
+pub fn each_contender<V: Visit>(v: &mut V) {
+    for mut g in globals() {
+        v.visit(g.name(), &mut g);
+    }
+    let mut h = heap();
+    v.visit(HEAP_NAME, &mut h);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks a heap still holds, small (in pools) and large (handed to libc).
+    fn live_blocks(h: &pymalloc::Heap) -> usize {
+        let s = h.stats();
+        s.classes.iter().map(|c| c.blocks_in_use).sum::<usize>() + s.raw_blocks_current
+    }
+
+    struct Names(Vec<String>);
+    impl Visit for Names {
+        fn visit<C: Contender>(&mut self, name: &str, _: &mut C) {
+            self.0.push(name.to_string());
+        }
+    }
+
+    #[test]
+    fn five_contenders_in_registry_order_then_the_heap() {
+        let mut names = Names(Vec::new());
+        each_contender(&mut names);
+        assert_eq!(names.0, ["system", "mimalloc", "jemalloc", "pymalloc", "pymalloc-heap"]);
+    }
+
+    #[test]
+    fn orders_are_permutations_and_lifo_fifo_are_exact() {
+        assert_eq!(order::Order::Lifo.permutation(4, 1), [3, 2, 1, 0]);
+        assert_eq!(order::Order::Fifo.permutation(4, 1), [0, 1, 2, 3]);
+        let s = order::Order::Shuffled.permutation(1000, 7);
+        assert!(order::is_permutation(&s));
+        assert_ne!(s, order::Order::Fifo.permutation(1000, 7), "a shuffle that moved nothing");
+        assert_eq!(s, order::Order::Shuffled.permutation(1000, 7), "seeded: same every run");
+        assert!(!order::is_permutation(&[0, 0, 1]));
+        assert!(!order::is_permutation(&[0, 3]));
+    }
+
+    #[test]
+    fn churn_plan_stays_in_range() {
+        let plan = churn::Plan::new(100, 5000, 3);
+        assert_eq!(plan.initial.len(), 100);
+        assert_eq!(plan.steps.len(), 5000);
+        assert!(
+            plan.steps.iter().all(|s| s.slot < 100
+                && (churn::MIN_SIZE..=churn::MAX_SIZE).contains(&(s.size as usize)))
+        );
+    }
+
+    #[test]
+    fn op_counts_match_the_described_workloads() {
+        assert_eq!(ports::SIMPLE_OPS, ports::SIMPLE_BATCHES.iter().sum::<usize>());
+        assert_eq!(ports::SH6_OPS, 128 * 50);
+    }
+
+    #[test]
+    fn every_workload_gives_back_all_it_takes_from_the_heap() {
+        let mut h = heap();
+        for &size in &size::SIZES {
+            size::pair(&mut h, size);
+        }
+        for o in order::Order::ALL {
+            order::Batch::new(o, 3000, 1).run(&mut h);
+        }
+        let plan = churn::Plan::new(500, 4000, 2);
+        churn::WorkingSet::fill(&mut h, &plan).churn(&plan.steps);
+        scaling::run(&mut h, &mut vec![core::ptr::null_mut(); 20_000]);
+        let mut a = vec![core::ptr::null_mut(); ports::SIMPLE_SLOTS];
+        ports::glibc_simple(&mut h, 64, &mut a);
+        let mut b = vec![core::ptr::null_mut(); ports::SH6_BATCH];
+        ports::sh6bench(&mut h, &mut a, &mut b);
+        assert_eq!(live_blocks(&h), 0);
+        h.check_invariants().unwrap();
+    }
+
+    /// Serialises the tests that use the process-wide `pymalloc` global, whose block counts one
+    /// of them compares before and after.
+    static GLOBAL_PYMALLOC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn workloads_run_on_every_global_allocator() {
+        let _serial = GLOBAL_PYMALLOC.lock().unwrap_or_else(|e| e.into_inner());
+        for mut g in globals() {
+            order::Batch::new(order::Order::Shuffled, 500, 1).run(&mut g);
+            let plan = churn::Plan::new(50, 500, 2);
+            churn::WorkingSet::fill(&mut g, &plan).churn(&plan.steps);
+            let mut a = vec![core::ptr::null_mut(); ports::SIMPLE_SLOTS];
+            ports::glibc_simple(&mut g, 16, &mut a);
+        }
+    }
+
+    #[test]
+    fn threaded_workloads_free_across_threads_on_the_locked_pymalloc() {
+        let _serial = GLOBAL_PYMALLOC.lock().unwrap_or_else(|e| e.into_inner());
+        let a = lineup::Allocator::Pymalloc;
+        let before = live_blocks_global();
+        let sizes = threads::random_sizes(threads::PC_OBJECTS, 4);
+        threads::producer_consumer(a, &sizes, 2);
+        let (s0, s1) = (threads::larson_steps(5), threads::larson_steps(6));
+        threads::larson(a, [&s0, &s1], 3);
+        assert_eq!(live_blocks_global(), before);
+    }
+
+    fn live_blocks_global() -> usize {
+        let s = lineup::Allocator::pymalloc().stats();
+        s.classes.iter().map(|c| c.blocks_in_use).sum::<usize>() + s.raw_blocks_current
+    }
+}
