@@ -1,1 +1,0 @@
-//! Shared rendering helpers. (SKELETON)

@@ -1,0 +1,530 @@
+//! The `retention` experiment: what each allocator keeps after `free`.
+//!
+//! The question it answers is the one people ask about Python: *"I deleted my big list, so why
+//! is my process still using the memory?"* Freeing a block makes it reusable **by the
+//! allocator**; whether its pages also leave the process's resident set depends on where the
+//! block sat (a single live block pins a whole pymalloc arena, the middle of glibc's heap is
+//! only returned by `malloc_trim`) and on the allocator's policy (mimalloc purges after a delay,
+//! jemalloc decays dirty pages over seconds).
+//!
+//! Each (allocator, workload) pair runs in a fresh child process, `arenalab worker retention`,
+//! so nothing another run left behind is counted. The child maps its bookkeeping, warms the
+//! allocator up, takes a baseline, then runs the workload ([`workloads`]) and after each phase
+//! records the kernel's view ([`crate::measure`]: RSS, anonymous, LazyFree) beside the
+//! allocator's own ([`lineup::Allocator::stats`], and for pymalloc its arena counters and an
+//! occupancy map). The last phase calls the allocator's release function
+//! ([`lineup::Allocator::release`]). The child prints one JSON document; the parent collects
+//! them into [`RetentionResults`], prints a table per workload (MiB above the baseline), and
+//! [`render`] turns saved results into `docs/retention.md`.
+//!
+//! | function | does |
+//! | --- | --- |
+//! | [`measure`] | validates [`RetentionArgs`], runs the matrix of workers, returns [`RetentionResults`] |
+//! | [`run`] | `arenalab retention`: `measure`, then tables or `--json` on stdout |
+//! | [`run_worker`] | `arenalab worker retention`: one run, one JSON document on stdout |
+//! | [`render`] | `docs/retention.md` with tables, charts and occupancy maps, from results only |
+
+pub mod page;
+pub mod workloads;
+
+use crate::error::{Error, Result};
+use crate::measure;
+use crate::procs::Spawn;
+use crate::render::occupancy::Occupancy;
+use crate::results::Meta;
+use lineup::{Allocator, AllocatorStats, Release};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use workloads::{Recorder, Target, Workload};
+
+pub use page::render;
+
+/// Default object count: a million small objects, a list of a million ints.
+pub const DEFAULT_OBJECTS: u64 = 1_000_000;
+/// Default object size in bytes (pymalloc's 32-byte class: 510 blocks per 16 KiB pool).
+pub const DEFAULT_SIZE: u64 = 32;
+/// Largest accepted object size: 64 MiB.
+pub const MAX_SIZE: u64 = 64 << 20;
+/// Largest accepted object count (the pointer bookkeeping alone is 12 bytes per object).
+pub const MAX_OBJECTS: u64 = 100_000_000;
+
+/// Environment variable that makes a worker misbehave on purpose, for the tests that check no
+/// child is left behind: `exit` (fail after the first phase), `hang` (sleep after the first
+/// phase), `garbage` (print something that is not JSON).
+pub const FAULT_ENV: &str = "ARENALAB_RETENTION_FAULT";
+
+/// Arguments of `arenalab retention`. `Default` equals the command-line defaults.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+pub struct RetentionArgs {
+    /// Allocator to run (repeatable): system, mimalloc, jemalloc, pymalloc. Default: all.
+    #[arg(long = "allocator", value_name = "A")]
+    pub allocators: Vec<String>,
+    /// Workload to run (repeatable): seed, every-other, survivors, fifo-half, mixed, large,
+    /// policy. Default: all.
+    #[arg(long = "workload", value_name = "W")]
+    pub workloads: Vec<String>,
+    /// Objects per workload (`large` uses fixed 64 MiB rounds instead).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_OBJECTS)]
+    pub objects: u64,
+    /// Object size in bytes (`mixed` draws 8-512 instead; `large` uses fixed sizes).
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_SIZE)]
+    pub size: u64,
+    /// Print the runs as one JSON document instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Default for RetentionArgs {
+    fn default() -> Self {
+        RetentionArgs {
+            allocators: Vec::new(),
+            workloads: Vec::new(),
+            objects: DEFAULT_OBJECTS,
+            size: DEFAULT_SIZE,
+            json: false,
+        }
+    }
+}
+
+/// Arguments of the hidden `arenalab worker retention`: one run.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The allocator under test.
+    #[arg(long)]
+    pub allocator: String,
+    /// The workload.
+    #[arg(long)]
+    pub workload: String,
+    /// The workload's variant (survivors: spread/packed; policy: most-used-first/newest-first).
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Objects.
+    #[arg(long, default_value_t = DEFAULT_OBJECTS)]
+    pub objects: u64,
+    /// Object size in bytes.
+    #[arg(long, default_value_t = DEFAULT_SIZE)]
+    pub size: u64,
+}
+
+/// One (allocator, workload, variant) run as the worker reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The allocator under test.
+    pub allocator: Allocator,
+    /// The workload's name.
+    pub workload: String,
+    /// The variant, for workloads that have them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Objects asked for.
+    pub objects: u64,
+    /// Object size asked for.
+    pub size: u64,
+    /// The phases in order, `baseline` first.
+    pub phases: Vec<Phase>,
+    /// The worker's peak RSS over its whole life (`ru_maxrss` from `wait4`); set by the parent.
+    #[serde(default)]
+    pub peak_rss_bytes: u64,
+}
+
+impl Run {
+    /// "pymalloc" or "pymalloc (newest-first)": the row label in tables and charts.
+    pub fn label(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{} ({v})", self.allocator),
+            None => self.allocator.to_string(),
+        }
+    }
+
+    /// RSS of each phase above the baseline, in bytes (signed).
+    pub fn rss_above_baseline(&self) -> Vec<i64> {
+        let base = self.phases.first().map_or(0, |p| p.rss_bytes);
+        self.phases.iter().map(|p| p.rss_bytes as i64 - base as i64).collect()
+    }
+}
+
+/// One measurement point of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// `baseline`, `alloc`, `partial free`, `refill`, `full free`, `release`, ...
+    pub name: String,
+    /// RSS (`smaps_rollup`), bytes.
+    pub rss_bytes: u64,
+    /// Anonymous resident memory, bytes.
+    pub anon_bytes: u64,
+    /// Resident pages marked `MADV_FREE` (counted in RSS until reclaimed), bytes.
+    pub lazyfree_bytes: u64,
+    /// Objects the workload holds at this point.
+    pub live_objects: u64,
+    /// Bytes those objects requested.
+    pub live_bytes: u64,
+    /// The allocator's own statistics (absent for `policy`'s private pymalloc instances,
+    /// whose figures are in `pymalloc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocator_stats: Option<AllocatorStats>,
+    /// pymalloc's arena counters, for pymalloc runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pymalloc: Option<PymallocCounters>,
+    /// pymalloc's occupancy map, for pymalloc runs of every-other, survivors and policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occupancy: Option<Occupancy>,
+    /// What the release call did (the `release` phase only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
+}
+
+/// pymalloc's own counters after a phase (a subset of `pymalloc::Stats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PymallocCounters {
+    /// Arenas ever mapped.
+    pub arenas_allocated_total: u64,
+    /// Arenas given back to the OS.
+    pub arenas_reclaimed: u64,
+    /// Most arenas mapped at once.
+    pub arenas_highwater: u64,
+    /// Arenas mapped now.
+    pub arenas_current: u64,
+    /// Pools with some blocks in use.
+    pub pools_used: u64,
+    /// Pools with every block in use.
+    pub pools_full: u64,
+    /// Carved pools with no block in use (still resident).
+    pub pools_empty: u64,
+    /// Pools of live arenas never carved.
+    pub pools_never_carved: u64,
+    /// Blocks allocated now.
+    pub blocks_in_use: u64,
+    /// Bytes in allocated blocks.
+    pub bytes_in_allocated_blocks: u64,
+    /// One pool per arena whose start is not pool-aligned.
+    pub bytes_lost_to_arena_alignment: u64,
+    /// Arena size in bytes.
+    pub arena_size: u64,
+    /// Pool size in bytes.
+    pub pool_size: u64,
+}
+
+impl PymallocCounters {
+    /// The counters of a `pymalloc::Stats`.
+    pub fn from_stats(s: &pymalloc::Stats) -> PymallocCounters {
+        PymallocCounters {
+            arenas_allocated_total: s.arenas_allocated_total,
+            arenas_reclaimed: s.arenas_reclaimed,
+            arenas_highwater: s.arenas_highwater as u64,
+            arenas_current: s.arenas_current as u64,
+            pools_used: s.pools_used as u64,
+            pools_full: s.pools_full as u64,
+            pools_empty: s.pools_empty as u64,
+            pools_never_carved: s.pools_never_carved as u64,
+            blocks_in_use: s.blocks_in_use() as u64,
+            bytes_in_allocated_blocks: s.bytes_in_allocated_blocks as u64,
+            bytes_lost_to_arena_alignment: s.bytes_lost_to_arena_alignment as u64,
+            arena_size: s.arena_size as u64,
+            pool_size: s.pool_size as u64,
+        }
+    }
+}
+
+/// Everything `arenalab retention` measured: saved as `docs/results/retention.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetentionResults {
+    /// Command, machine and date.
+    pub meta: Meta,
+    /// Objects per workload.
+    pub objects: u64,
+    /// Object size.
+    pub size: u64,
+    /// Every run, grouped by workload in [`Workload::ALL`] order.
+    pub runs: Vec<Run>,
+    /// Wall-clock time of the whole matrix, milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// A validated plan: the runs to make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// (allocator, workload, variant) in run order.
+    pub runs: Vec<(Allocator, Workload, Option<&'static str>)>,
+    /// Objects per workload.
+    pub objects: u64,
+    /// Object size.
+    pub size: u64,
+}
+
+/// Checks the arguments and expands them into runs. Every bad value is an [`Error::Usage`]
+/// naming it.
+pub fn plan(args: &RetentionArgs) -> Result<Plan> {
+    let mut allocators = Vec::new();
+    for name in &args.allocators {
+        let a: Allocator = name.parse().map_err(Error::Usage)?;
+        if !allocators.contains(&a) {
+            allocators.push(a);
+        }
+    }
+    if allocators.is_empty() {
+        allocators = Allocator::ALL.to_vec();
+    }
+    let mut chosen = Vec::new();
+    for name in &args.workloads {
+        let w = Workload::from_name(name).ok_or_else(|| {
+            let names: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
+            Error::Usage(format!("unknown workload {name:?}; expected one of {}", names.join(", ")))
+        })?;
+        if !chosen.contains(&w) {
+            chosen.push(w);
+        }
+    }
+    if chosen.is_empty() {
+        chosen = Workload::ALL.to_vec();
+    }
+    if args.objects == 0 {
+        return Err(Error::Usage("--objects 0: must be at least 1".into()));
+    }
+    if args.objects > MAX_OBJECTS {
+        return Err(Error::Usage(format!(
+            "--objects {}: at most {MAX_OBJECTS} are supported",
+            args.objects
+        )));
+    }
+    if args.size == 0 {
+        return Err(Error::Usage("--size 0: an object needs at least 1 byte".into()));
+    }
+    if args.size > MAX_SIZE {
+        return Err(Error::Usage(format!(
+            "--size {}: at most {MAX_SIZE} bytes (64 MiB) per object",
+            args.size
+        )));
+    }
+    let total = args.objects.saturating_mul(args.size);
+    let available = measure::system()?.mem_available_bytes;
+    if total > available {
+        return Err(Error::Usage(format!(
+            "--objects {} × --size {} = {:.1} MiB is more than this machine's MemAvailable ({:.1} MiB)",
+            args.objects,
+            args.size,
+            measure::mib(total),
+            measure::mib(available)
+        )));
+    }
+    let mut runs = Vec::new();
+    for &w in &chosen {
+        for &a in &allocators {
+            if w.pymalloc_only() && a != Allocator::Pymalloc {
+                continue;
+            }
+            if w.variants().is_empty() {
+                runs.push((a, w, None));
+            } else {
+                runs.extend(w.variants().iter().map(|&v| (a, w, Some(v))));
+            }
+        }
+    }
+    if runs.is_empty() {
+        return Err(Error::Usage(
+            "workload policy runs only under pymalloc; add --allocator pymalloc".into(),
+        ));
+    }
+    Ok(Plan { runs, objects: args.objects, size: args.size })
+}
+
+/// Runs every (allocator, workload, variant) of the arguments, each in a fresh worker, with a
+/// progress bar on stderr.
+pub fn measure(args: &RetentionArgs) -> Result<RetentionResults> {
+    let plan = plan(args)?;
+    let start = std::time::Instant::now();
+    let bar = indicatif::ProgressBar::new(plan.runs.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("retention {bar:30} {pos}/{len} {msg}")
+            .expect("static template"),
+    );
+    let mut runs = Vec::with_capacity(plan.runs.len());
+    for &(a, w, v) in &plan.runs {
+        bar.set_message(format!("{} {}{}", w.name(), a, v.map(|v| format!(" {v}")).unwrap_or_default()));
+        let mut spawn = Spawn::worker("retention")
+            .args(["--allocator", a.name(), "--workload", w.name()])
+            .args(["--objects", &plan.objects.to_string(), "--size", &plan.size.to_string()]);
+        if let Some(v) = v {
+            spawn = spawn.args(["--variant", v]);
+        }
+        let mut child = spawn.spawn()?;
+        let mut run: Run = child.read_json()?;
+        let exit = child.finish()?;
+        run.peak_rss_bytes = exit.maxrss_bytes;
+        workloads::check_phases(w, &run.phases)?;
+        runs.push(run);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(RetentionResults {
+        meta: Meta::collect(&command_line()),
+        objects: plan.objects,
+        size: plan.size,
+        runs,
+        elapsed_ms: start.elapsed().as_millis() as u64,
+    })
+}
+
+fn command_line() -> String {
+    let mut args = std::env::args();
+    let _exe = args.next();
+    std::iter::once("arenalab".to_string()).chain(args).collect::<Vec<_>>().join(" ")
+}
+
+/// Runs `arenalab retention`: measures, then prints tables (or `--json`: the list of runs).
+pub fn run(args: &RetentionArgs) -> Result<()> {
+    let results = measure(args)?;
+    let mut out = std::io::stdout().lock();
+    let text = if args.json {
+        let mut s = serde_json::to_string_pretty(&results.runs)
+            .map_err(|e| Error::Failed(format!("serialising results: {e}")))?;
+        s.push('\n');
+        s
+    } else {
+        tables(&results)
+    };
+    out.write_all(text.as_bytes()).map_err(Error::failed("writing to stdout"))
+}
+
+/// The text tables: one per workload, rows allocators, columns phases, MiB above baseline.
+pub fn tables(results: &RetentionResults) -> String {
+    let mut out = format!(
+        "RSS above baseline, MiB ({} objects × {} B; measured in {:.1} s)\n",
+        results.objects,
+        results.size,
+        results.elapsed_ms as f64 / 1000.0
+    );
+    for w in Workload::ALL {
+        let runs: Vec<&Run> = results.runs.iter().filter(|r| r.workload == w.name()).collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let (header, rows) = table_rows(w, &runs);
+        out.push_str(&format!("\n{}\n", w.name()));
+        out.push_str(&crate::render::text_table(&header, &rows));
+    }
+    out
+}
+
+/// Header and rows of a workload's table (shared by the terminal and the Markdown page).
+pub fn table_rows(w: Workload, runs: &[&Run]) -> (Vec<String>, Vec<Vec<String>>) {
+    let phases = &workloads::phase_names(w)[1..];
+    let header =
+        std::iter::once("allocator".to_string()).chain(phases.iter().map(|p| p.to_string())).collect();
+    let rows = runs
+        .iter()
+        .map(|r| {
+            std::iter::once(r.label())
+                .chain(r.rss_above_baseline()[1..].iter().map(|&b| format!("{:.1}", b as f64 / (1u64 << 20) as f64)))
+                .collect()
+        })
+        .collect();
+    (header, rows)
+}
+
+/// Runs `arenalab worker retention`: one workload under one allocator, one JSON document.
+pub fn run_worker(args: &WorkerArgs) -> Result<()> {
+    crate::procs::die_with_parent();
+    let run = execute(args)?;
+    let mut text = serde_json::to_string(&run)
+        .map_err(|e| Error::Failed(format!("serialising the run: {e}")))?;
+    text.push('\n');
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(Error::failed("writing the report"))
+}
+
+/// Runs one workload in this process and returns its phases.
+pub fn execute(args: &WorkerArgs) -> Result<Run> {
+    let allocator = Allocator::from_name(&args.allocator)
+        .ok_or_else(|| Error::Failed(format!("unknown allocator {:?}", args.allocator)))?;
+    let workload = Workload::from_name(&args.workload)
+        .ok_or_else(|| Error::Failed(format!("unknown workload {:?}", args.workload)))?;
+    let variant = args.variant.clone().unwrap_or_default();
+    let target = Target::for_run(allocator, workload, &variant)?;
+    let mut prepared = workloads::prepare(args, &target)?;
+    let mut rec = WorkerRecorder {
+        target: &target,
+        occupancy: workload.records_occupancy(),
+        phases: Vec::with_capacity(8),
+        fault: std::env::var(FAULT_ENV).ok(),
+    };
+    rec.phase("baseline", 0, 0)?;
+    workloads::run(&mut prepared, &mut rec)?;
+    drop(prepared);
+    Ok(Run {
+        allocator,
+        workload: workload.name().to_string(),
+        variant: args.variant.clone(),
+        objects: args.objects,
+        size: args.size,
+        phases: rec.phases,
+        peak_rss_bytes: 0,
+    })
+}
+
+/// Measures the process and the allocator after each phase.
+struct WorkerRecorder<'a> {
+    target: &'a Target,
+    occupancy: bool,
+    phases: Vec<Phase>,
+    fault: Option<String>,
+}
+
+impl WorkerRecorder<'_> {
+    fn record(&mut self, name: &str, live: u64, live_bytes: u64, release: Option<Release>) -> Result<()> {
+        // The kernel's view first: reading the allocator's statistics and snapshot allocates
+        // (from `System`), which must not land in this phase's RSS.
+        let mem = measure::this_process()?;
+        let allocator_stats = self.target.is_lineup.then(|| self.target.allocator.stats());
+        let (pymalloc, occupancy) = match self.target.pymalloc {
+            Some(pm) => (
+                Some(PymallocCounters::from_stats(&pm.stats())),
+                self.occupancy.then(|| Occupancy::from_snapshot(&pm.snapshot())),
+            ),
+            None => (None, None),
+        };
+        self.phases.push(Phase {
+            name: name.to_string(),
+            rss_bytes: mem.rss_bytes,
+            anon_bytes: mem.anon_bytes,
+            lazyfree_bytes: mem.lazyfree_bytes,
+            live_objects: live,
+            live_bytes,
+            allocator_stats,
+            pymalloc,
+            occupancy,
+            release,
+        });
+        if self.phases.len() == 2 {
+            self.inject_fault()?;
+        }
+        Ok(())
+    }
+
+    /// The test hook of [`FAULT_ENV`], after the first phase past the baseline.
+    fn inject_fault(&self) -> Result<()> {
+        match self.fault.as_deref() {
+            Some("exit") => Err(Error::Failed(format!("{FAULT_ENV}=exit: failing on purpose"))),
+            Some("hang") => loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
+            Some("garbage") => {
+                println!("this is not JSON");
+                std::process::exit(0);
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Recorder for WorkerRecorder<'_> {
+    fn phase(&mut self, name: &str, live: u64, live_bytes: u64) -> Result<()> {
+        self.record(name, live, live_bytes, None)
+    }
+
+    fn release(&mut self, live: u64, live_bytes: u64) -> Result<()> {
+        let release = self.target.allocator.release();
+        self.record("release", live, live_bytes, Some(release))
+    }
+}

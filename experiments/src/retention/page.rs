@@ -1,0 +1,161 @@
+//! `docs/retention.md`: the retention results as tables, charts and occupancy maps.
+
+use super::workloads::{self, Workload};
+use super::{RetentionResults, Run};
+use crate::error::Result;
+use crate::render::{self, chart, occupancy};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Folder (under docs/) of the page's pictures.
+pub const IMG_DIR: &str = "retention";
+
+/// Writes `docs/retention.md` and its SVGs under `docs/retention/` from saved results.
+pub fn render(results: &RetentionResults, docs: &Path) -> Result<()> {
+    let mut md = render::page_header("Retention: what each allocator keeps after free", &results.meta);
+    let _ = write!(
+        md,
+        "{}",
+        concat!(
+            "Freeing a block makes it reusable *by the allocator*. Whether its pages also leave the ",
+            "process's resident set (RSS) depends on where the block sat and on the allocator's policy. ",
+            "This page runs the same workloads under glibc (`system`), mimalloc, jemalloc and pymalloc ",
+            "and records, after every phase, the kernel's view (RSS from `/proc/self/smaps_rollup`) and ",
+            "the allocator's own counters.\n\n",
+            "How it is measured:\n\n",
+            "- every (allocator, workload) pair runs in a fresh child process (`arenalab worker retention`);\n",
+            "- the workload's bookkeeping (pointer and size arrays) lives in its own `mmap`, touched before ",
+            "the baseline, so it never comes from the allocator under test;\n",
+            "- the allocator is warmed up (one allocation and free) before the baseline, so its one-off ",
+            "start-up cost is not counted;\n",
+            "- every byte of every object is written when allocated and checked before it is freed;\n",
+            "- the last phase, `release`, calls the allocator's own give-back function ",
+            "(`malloc_trim(0)`, `mi_collect(true)`, jemalloc's tcache flush and arena purge; pymalloc has none).\n\n",
+        )
+    );
+    let _ = writeln!(
+        md,
+        "Figures are **MiB of RSS above the baseline**; {} objects of {} bytes unless the workload says otherwise. \
+         The whole matrix took {:.1} s.\n",
+        results.objects,
+        results.size,
+        results.elapsed_ms as f64 / 1000.0
+    );
+    for w in Workload::ALL {
+        let runs: Vec<&Run> = results.runs.iter().filter(|r| r.workload == w.name()).collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let _ = writeln!(md, "## `{}`\n\n{}\n", w.name(), w.description());
+        let (header, rows) = super::table_rows(w, &runs);
+        md.push_str(&render::markdown_table(&header, &rows));
+        md.push('\n');
+        lazyfree_note(&mut md, w, &runs);
+        let phases: Vec<String> =
+            workloads::phase_names(w).iter().map(|p| p.to_string()).collect();
+        let series: Vec<chart::Series> = runs
+            .iter()
+            .map(|r| chart::Series {
+                label: r.label(),
+                values: r.rss_above_baseline().iter().map(|&b| Some(b as f64 / (1u64 << 20) as f64)).collect(),
+            })
+            .collect();
+        let svg = chart::line_chart(
+            &format!("{}: RSS above baseline by phase", w.name()),
+            &phases,
+            "MiB",
+            &series,
+        )?;
+        let file = format!("{IMG_DIR}/{}.svg", w.name());
+        render::write_file(&docs.join(&file), &svg)?;
+        let _ = writeln!(md, "![RSS by phase, {}]({file})\n", w.name());
+        pymalloc_counters(&mut md, w, &runs);
+        occupancy_maps(&mut md, w, &runs, docs)?;
+        release_calls(&mut md, &runs);
+    }
+    render::write_file(&docs.join("retention.md"), &md)
+}
+
+/// A second table when some allocator left pages as LazyFree (counted in RSS until the kernel
+/// needs them).
+fn lazyfree_note(md: &mut String, w: Workload, runs: &[&Run]) {
+    let any = runs.iter().flat_map(|r| &r.phases).any(|p| p.lazyfree_bytes > 512 << 10);
+    if !any {
+        return;
+    }
+    let phases = &workloads::phase_names(w)[1..];
+    let header: Vec<String> =
+        std::iter::once("LazyFree, MiB".to_string()).chain(phases.iter().map(|p| p.to_string())).collect();
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            std::iter::once(r.label())
+                .chain(r.phases[1..].iter().map(|p| format!("{:.1}", p.lazyfree_bytes as f64 / (1u64 << 20) as f64)))
+                .collect()
+        })
+        .collect();
+    md.push_str("Of that RSS, pages marked `MADV_FREE` (LazyFree: the kernel takes them back only under memory pressure):\n\n");
+    md.push_str(&render::markdown_table(&header, &rows));
+    md.push('\n');
+}
+
+fn pymalloc_counters(md: &mut String, w: Workload, runs: &[&Run]) {
+    for r in runs.iter().filter(|r| r.phases.iter().any(|p| p.pymalloc.is_some())) {
+        let phases = workloads::phase_names(w);
+        let header: Vec<String> = std::iter::once(format!("{}: arenas", r.label()))
+            .chain(phases.iter().map(|p| p.to_string()))
+            .collect();
+        let row = |name: &str, f: &dyn Fn(&super::PymallocCounters) -> u64| -> Vec<String> {
+            std::iter::once(name.to_string())
+                .chain(r.phases.iter().map(|p| p.pymalloc.as_ref().map_or("–".into(), |c| f(c).to_string())))
+                .collect()
+        };
+        let rows = vec![
+            row("current", &|c| c.arenas_current),
+            row("allocated total", &|c| c.arenas_allocated_total),
+            row("reclaimed", &|c| c.arenas_reclaimed),
+            row("highwater", &|c| c.arenas_highwater),
+            row("pools in use", &|c| c.pools_used + c.pools_full),
+            row("pools empty", &|c| c.pools_empty),
+        ];
+        md.push_str(&render::markdown_table(&header, &rows));
+        md.push('\n');
+    }
+}
+
+fn occupancy_maps(md: &mut String, w: Workload, runs: &[&Run], docs: &Path) -> Result<()> {
+    for r in runs {
+        let panels: Vec<(String, &occupancy::Occupancy)> = r
+            .phases
+            .iter()
+            .filter_map(|p| p.occupancy.as_ref().map(|o| (p.name.clone(), o)))
+            .filter(|(name, _)| name != "release")
+            .collect();
+        if panels.is_empty() {
+            continue;
+        }
+        let slug = match &r.variant {
+            Some(v) => format!("{}-{v}", w.name()),
+            None => w.name().to_string(),
+        };
+        let file = format!("{IMG_DIR}/occupancy-{slug}.svg");
+        let svg = occupancy::svg(&format!("pymalloc occupancy, {} — one row per arena, one cell per pool", r.label().replace("pymalloc", w.name())), &panels);
+        render::write_file(&docs.join(&file), &svg)?;
+        let _ = writeln!(md, "![pymalloc occupancy, {slug}]({file})\n");
+    }
+    Ok(())
+}
+
+fn release_calls(md: &mut String, runs: &[&Run]) {
+    let mut lines = Vec::new();
+    for r in runs {
+        if let Some(rel) = r.phases.iter().find_map(|p| p.release.as_ref()) {
+            lines.push(format!("- {}: {rel}", r.label()));
+        }
+    }
+    if !lines.is_empty() {
+        md.push_str("<details><summary>What each release call did</summary>\n\n");
+        md.push_str(&lines.join("\n"));
+        md.push_str("\n\n</details>\n\n");
+    }
+}
