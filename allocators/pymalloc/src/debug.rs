@@ -11,7 +11,7 @@
 //! ```
 //!
 //! `tag` holds a magic number saying live or freed, and the distance `front` from the block's
-//! start (32, or the alignment for over-aligned requests). On free the tag is checked first
+//! start (32 in pools; 48, or the alignment if larger, for raw blocks). On free the tag is checked first
 //! (freed: a double free; neither: a pointer this heap never gave out), then the guard (an
 //! overrun). The first word is left as padding because a freed pool block's first word becomes
 //! its free-list link; the tag must survive the free to recognise a double free.
@@ -27,7 +27,11 @@ pub const DEAD_BYTE: u8 = 0xDD;
 /// CPython's `PYMEM_FORBIDDENBYTE`: guard bytes around a block.
 pub const FORBIDDEN_BYTE: u8 = 0xFD;
 
+/// Distance from a pool block's start to the caller's bytes.
 const FRONT: usize = 32;
+/// The same for raw blocks: glibc's free writes up to four words (fd, bk, fd_nextsize,
+/// bk_nextsize) into a freed chunk, so the header sits past them to survive a free.
+const RAW_FRONT: usize = 48;
 const GUARD: usize = 8;
 const LIVE: u64 = 0xA110_C8ED_0000_0000;
 const FREED: u64 = 0xDEAD_F8EE_0000_0000;
@@ -62,10 +66,16 @@ pub enum HeapError {
 }
 
 pub(crate) fn alloc<S: ArenaSource>(heap: &mut Heap<S>, size: usize, align: usize) -> *mut u8 {
-    let front = FRONT.max(align);
+    let small = align == 0 && size <= heap.config().small_request_threshold() - FRONT - GUARD;
+    let front = if small { FRONT } else { RAW_FRONT.max(align) };
     let Some(total) = size.checked_add(front + GUARD) else { return core::ptr::null_mut() };
-    let base =
-        if align == 0 { heap.alloc_plain(total) } else { heap.raw_alloc_aligned(total, align) };
+    let base = if small {
+        heap.alloc_plain(total)
+    } else if align == 0 {
+        heap.raw_alloc(total)
+    } else {
+        heap.raw_alloc_aligned(total, align)
+    };
     if base.is_null() {
         return base;
     }

@@ -1,17 +1,98 @@
-//! A model of CPython's small-object allocator (pymalloc). FRONT PAGE WRITTEN LATER.
-#![allow(missing_docs)]
+//! # pymalloc: CPython's small-object allocator, modelled
+//!
+//! CPython serves every request of at most 512 bytes from its own allocator, *pymalloc*, and
+//! only larger ones from libc `malloc`. This crate models it faithfully enough that what it
+//! shows about memory kept after `del` is true of CPython: the same size classes, pools and
+//! arenas, the same order of arenas, the same rule for giving an arena back.
+//!
+//! ## Blocks, pools, arenas
+//!
+//! ```text
+//!  arena: 1 MiB from mmap, cut into 16 KiB pools (64; 63 when the mapping is not pool-aligned)
+//!  +--------+--------+--------+--------+-- ... --+--------+
+//!  | pool 0 | pool 1 | pool 2 | pool 3 |         | never  |   <- pools are carved lazily
+//!  | 32 B   | 32 B   | 64 B   | empty  |         | carved |
+//!  +--------+--------+--------+--------+-- ... --+--------+
+//!       |
+//!       v  pool: a 48-byte header, then blocks of ONE size class
+//!  +--------+----+----+----+----+-- ... --+----+------+
+//!  | header | b0 | b1 | b2 | b3 |         |b509| tail |   510 blocks of 32 B, 16 B unused
+//!  +--------+----+----+----+----+-- ... --+----+------+
+//! ```
+//!
+//! * A **block** is what a request gets: its size rounded up to the 16-byte granularity
+//!   (32 classes: 16, 32, ..., 512 bytes). A free block's first word links to the next free
+//!   block of its pool; there is no per-block header.
+//! * A **pool** holds blocks of one class. It is *used* (some blocks free), *full*, or *empty*.
+//!   Used pools of a class sit on `usedpools[class]`; an empty pool goes back to its arena and
+//!   may later serve any class.
+//! * An **arena** is one mapping from the OS. It is unmapped only when **every** pool in it is
+//!   empty, and from CPython 3.9 on not even then if it is the last usable arena (a guard
+//!   against mapping and unmapping on every cycle of a loop).
+//!
+//! ## Why memory stays resident after `del`
+//!
+//! Freeing a block only puts it on its pool's free list. Freeing all blocks of a pool only
+//! puts the pool on its arena's free-pool list: the pages stay mapped and resident. Only an
+//! arena with no live block at all goes back to the kernel. So one surviving 32-byte object
+//! pins 1 MiB, and freeing every other object of a million gives back nothing:
+//!
+//! ```
+//! use pymalloc::{Config, Heap};
+//! let mut heap = Heap::new(Config::CPYTHON_3_10);
+//! let blocks: Vec<*mut u8> = (0..100_000).map(|_| heap.alloc(32)).collect();
+//! let full = heap.stats().arenas_current; // 196 pools of 510 blocks: 4 arenas
+//! for p in blocks.iter().step_by(2) {
+//!     // SAFETY: each block is live and freed once.
+//!     unsafe { heap.free(*p) };
+//! }
+//! assert_eq!(heap.stats().arenas_current, full); // half the objects gone, no arena returned
+//! for p in blocks.iter().skip(1).step_by(2) {
+//!     // SAFETY: each remaining block is live and freed once.
+//!     unsafe { heap.free(*p) };
+//! }
+//! assert_eq!(heap.stats().arenas_current, 1); // all gone: every arena but the last returned
+//! ```
+//!
+//! ## Why the arena order matters
+//!
+//! New pools always come from the usable arena with the *fewest* free pools; `usable_arenas`
+//! is kept sorted by free-pool count, re-positioned in O(1) through `nfp2lasta` search fingers.
+//! Nearly empty arenas thus receive no new blocks and can drain completely. The alternative
+//! policy [`ArenaPolicy::NewestFirst`] exists for comparison: it keeps arenas alive that
+//! CPython's order would release (see `tests/arena_order.rs`).
+//!
+//! ## The crate
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | presets (3.10+, 3.8, 3.7), validation, size classes |
+//! | `pool` | the pool header, lazy carving, the `usedpools` lists |
+//! | `arena` | arena descriptors, `usable_arenas`, `nfp2lasta` |
+//! | [`heap`] | the alloc, free and realloc paths; the raw allocator |
+//! | [`os`] | mmap/munmap: the [`ArenaSource`] trait |
+//! | `radix` | the O(1) "is this pointer ours?" map |
+//! | [`stats`] | counters and the `sys._debugmallocstats()` report |
+//! | [`snapshot`] | the occupancy of every pool, for pictures |
+//! | `debug` | debug mode: poisoning, guard bytes, checked frees |
+//! | [`global`] | [`PyMalloc`], the thread-safe `GlobalAlloc` type |
+//!
+//! [`Heap`] is single-threaded, like one interpreter under its GIL; [`PyMalloc`] puts one heap
+//! behind a lock and can be the `#[global_allocator]`. [`Heap::check_invariants`] walks every
+//! structure against the invariants of the reference; the tests call it after every operation.
 
-mod arena;
 pub mod config;
 mod debug;
 pub mod global;
 pub mod heap;
 mod invariants;
 pub mod os;
-mod pool;
 mod radix;
 pub mod snapshot;
 pub mod stats;
+
+mod arena;
+mod pool;
 
 pub use config::{ArenaPolicy, Config, ConfigBuilder, ConfigError, Preset, SizeClass};
 pub use debug::{CLEAN_BYTE, DEAD_BYTE, FORBIDDEN_BYTE};

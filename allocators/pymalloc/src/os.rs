@@ -3,7 +3,7 @@
 //! Arenas are mapped through an [`ArenaSource`]: [`Mmap`] by default (anonymous private
 //! `mmap`/`munmap`, as CPython does on Linux), or any other source a test supplies to count or
 //! place mappings. The allocator's own bookkeeping (arena descriptors, the ownership map) is
-//! mapped here directly with [`map_zeroed`], never through the global allocator, so the
+//! mapped here directly with `map_zeroed`, never through the global allocator, so the
 //! allocator can be the global allocator without re-entering itself.
 
 use core::ptr::NonNull;
