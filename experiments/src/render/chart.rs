@@ -29,7 +29,12 @@ fn y_range(series: &[Series]) -> (f64, f64) {
 
 /// A line chart: categories along x (evenly spaced, labelled), one line with markers per series.
 /// Returns the SVG document.
-pub fn line_chart(title: &str, categories: &[String], y_label: &str, series: &[Series]) -> Result<String> {
+pub fn line_chart(
+    title: &str,
+    categories: &[String],
+    y_label: &str,
+    series: &[Series],
+) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -68,7 +73,9 @@ pub fn line_chart(title: &str, categories: &[String], y_label: &str, series: &[S
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(err)?
                 .label(s.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
             chart
                 .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
                 .map_err(err)?;
@@ -86,7 +93,12 @@ pub fn line_chart(title: &str, categories: &[String], y_label: &str, series: &[S
 }
 
 /// A grouped bar chart: one group per category, one bar per series in each group.
-pub fn bar_chart(title: &str, categories: &[String], y_label: &str, series: &[Series]) -> Result<String> {
+pub fn bar_chart(
+    title: &str,
+    categories: &[String],
+    y_label: &str,
+    series: &[Series],
+) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -133,11 +145,9 @@ pub fn bar_chart(title: &str, categories: &[String], y_label: &str, series: &[Se
                     })
                 })
                 .collect();
-            chart
-                .draw_series(bars)
-                .map_err(err)?
-                .label(s.label.clone())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+            chart.draw_series(bars).map_err(err)?.label(s.label.clone()).legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
+            });
         }
         chart
             .configure_series_labels()

@@ -339,7 +339,12 @@ pub fn measure(args: &RetentionArgs) -> Result<RetentionResults> {
     );
     let mut runs = Vec::with_capacity(plan.runs.len());
     for &(a, w, v) in &plan.runs {
-        bar.set_message(format!("{} {}{}", w.name(), a, v.map(|v| format!(" {v}")).unwrap_or_default()));
+        bar.set_message(format!(
+            "{} {}{}",
+            w.name(),
+            a,
+            v.map(|v| format!(" {v}")).unwrap_or_default()
+        ));
         let mut spawn = Spawn::worker("retention")
             .args(["--allocator", a.name(), "--workload", w.name()])
             .args(["--objects", &plan.objects.to_string(), "--size", &plan.size.to_string()]);
@@ -408,13 +413,18 @@ pub fn tables(results: &RetentionResults) -> String {
 /// Header and rows of a workload's table (shared by the terminal and the Markdown page).
 pub fn table_rows(w: Workload, runs: &[&Run]) -> (Vec<String>, Vec<Vec<String>>) {
     let phases = &workloads::phase_names(w)[1..];
-    let header =
-        std::iter::once("allocator".to_string()).chain(phases.iter().map(|p| p.to_string())).collect();
+    let header = std::iter::once("allocator".to_string())
+        .chain(phases.iter().map(|p| p.to_string()))
+        .collect();
     let rows = runs
         .iter()
         .map(|r| {
             std::iter::once(r.label())
-                .chain(r.rss_above_baseline()[1..].iter().map(|&b| format!("{:.1}", b as f64 / (1u64 << 20) as f64)))
+                .chain(
+                    r.rss_above_baseline()[1..]
+                        .iter()
+                        .map(|&b| format!("{:.1}", b as f64 / (1u64 << 20) as f64)),
+                )
                 .collect()
         })
         .collect();
@@ -472,7 +482,13 @@ struct WorkerRecorder<'a> {
 }
 
 impl WorkerRecorder<'_> {
-    fn record(&mut self, name: &str, live: u64, live_bytes: u64, release: Option<Release>) -> Result<()> {
+    fn record(
+        &mut self,
+        name: &str,
+        live: u64,
+        live_bytes: u64,
+        release: Option<Release>,
+    ) -> Result<()> {
         // The kernel's view first: reading the allocator's statistics and snapshot allocates
         // (from `System`), which must not land in this phase's RSS.
         let mem = measure::this_process()?;

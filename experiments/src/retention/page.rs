@@ -12,7 +12,8 @@ pub const IMG_DIR: &str = "retention";
 
 /// Writes `docs/retention.md` and its SVGs under `docs/retention/` from saved results.
 pub fn render(results: &RetentionResults, docs: &Path) -> Result<()> {
-    let mut md = render::page_header("Retention: what each allocator keeps after free", &results.meta);
+    let mut md =
+        render::page_header("Retention: what each allocator keeps after free", &results.meta);
     let _ = write!(
         md,
         "{}",
@@ -51,13 +52,16 @@ pub fn render(results: &RetentionResults, docs: &Path) -> Result<()> {
         md.push_str(&render::markdown_table(&header, &rows));
         md.push('\n');
         lazyfree_note(&mut md, w, &runs);
-        let phases: Vec<String> =
-            workloads::phase_names(w).iter().map(|p| p.to_string()).collect();
+        let phases: Vec<String> = workloads::phase_names(w).iter().map(|p| p.to_string()).collect();
         let series: Vec<chart::Series> = runs
             .iter()
             .map(|r| chart::Series {
                 label: r.label(),
-                values: r.rss_above_baseline().iter().map(|&b| Some(b as f64 / (1u64 << 20) as f64)).collect(),
+                values: r
+                    .rss_above_baseline()
+                    .iter()
+                    .map(|&b| Some(b as f64 / (1u64 << 20) as f64))
+                    .collect(),
             })
             .collect();
         let svg = chart::line_chart(
@@ -84,13 +88,18 @@ fn lazyfree_note(md: &mut String, w: Workload, runs: &[&Run]) {
         return;
     }
     let phases = &workloads::phase_names(w)[1..];
-    let header: Vec<String> =
-        std::iter::once("LazyFree, MiB".to_string()).chain(phases.iter().map(|p| p.to_string())).collect();
+    let header: Vec<String> = std::iter::once("LazyFree, MiB".to_string())
+        .chain(phases.iter().map(|p| p.to_string()))
+        .collect();
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
             std::iter::once(r.label())
-                .chain(r.phases[1..].iter().map(|p| format!("{:.1}", p.lazyfree_bytes as f64 / (1u64 << 20) as f64)))
+                .chain(
+                    r.phases[1..]
+                        .iter()
+                        .map(|p| format!("{:.1}", p.lazyfree_bytes as f64 / (1u64 << 20) as f64)),
+                )
                 .collect()
         })
         .collect();
@@ -107,7 +116,11 @@ fn pymalloc_counters(md: &mut String, w: Workload, runs: &[&Run]) {
             .collect();
         let row = |name: &str, f: &dyn Fn(&super::PymallocCounters) -> u64| -> Vec<String> {
             std::iter::once(name.to_string())
-                .chain(r.phases.iter().map(|p| p.pymalloc.as_ref().map_or("–".into(), |c| f(c).to_string())))
+                .chain(
+                    r.phases
+                        .iter()
+                        .map(|p| p.pymalloc.as_ref().map_or("–".into(), |c| f(c).to_string())),
+                )
                 .collect()
         };
         let rows = vec![
@@ -139,7 +152,13 @@ fn occupancy_maps(md: &mut String, w: Workload, runs: &[&Run], docs: &Path) -> R
             None => w.name().to_string(),
         };
         let file = format!("{IMG_DIR}/occupancy-{slug}.svg");
-        let svg = occupancy::svg(&format!("pymalloc occupancy, {} — one row per arena, one cell per pool", r.label().replace("pymalloc", w.name())), &panels);
+        let svg = occupancy::svg(
+            &format!(
+                "pymalloc occupancy, {} — one row per arena, one cell per pool",
+                r.label().replace("pymalloc", w.name())
+            ),
+            &panels,
+        );
         render::write_file(&docs.join(&file), &svg)?;
         let _ = writeln!(md, "![pymalloc occupancy, {slug}]({file})\n");
     }
