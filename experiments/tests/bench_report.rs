@@ -1,0 +1,192 @@
+//! `arenalab bench-report` on a small fake criterion tree: parsing, ratios, targets, the page.
+
+use arenalab::bench_report::{self, BenchReportArgs, BenchResults};
+use std::path::{Path, PathBuf};
+
+/// A fresh, empty folder under the system temp dir, unique to this test.
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("arenalab-bench-report-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes one benchmark the way criterion 0.8 lays it out, with `median_ns_per_iter` as the
+/// median (and mean twice that, to tell them apart) under `<kind>/` (`new` or `base`).
+fn write_bench(root: &Path, kind: &str, id: (&str, &str, &str, &str), elements: u64, median: f64) {
+    let (group, pattern, allocator, size) = id;
+    let dir = root.join(group).join(format!("{pattern}_{allocator}")).join(size).join(kind);
+    std::fs::create_dir_all(&dir).unwrap();
+    let function = format!("{pattern}/{allocator}");
+    let benchmark = format!(
+        r#"{{"group_id":"{group}","function_id":"{function}","value_str":"{size}","throughput":{{"Elements":{elements}}},"full_id":"{group}/{function}/{size}","directory_name":"{group}/{pattern}_{allocator}/{size}","title":"{group}/{function}/{size}"}}"#
+    );
+    std::fs::write(dir.join("benchmark.json"), benchmark).unwrap();
+    let est = |p: f64| {
+        format!(
+            r#"{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":{},"upper_bound":{}}},"point_estimate":{p},"standard_error":1.0}}"#,
+            p * 0.9,
+            p * 1.1
+        )
+    };
+    let estimates = format!(
+        r#"{{"mean":{},"median":{},"median_abs_dev":{},"slope":null,"std_dev":{}}}"#,
+        est(median * 2.0),
+        est(median),
+        est(1.0),
+        est(1.0)
+    );
+    std::fs::write(dir.join("estimates.json"), estimates).unwrap();
+}
+
+const ALLOCATORS: [&str; 5] = ["system", "mimalloc", "jemalloc", "pymalloc", "pymalloc-heap"];
+
+/// A tree whose figures make some targets pass and some fail, with known worst rows.
+fn fake_tree(root: &Path) {
+    // ns per op for system, mimalloc, jemalloc, pymalloc, pymalloc-heap.
+    let rows: [(&str, &str, &str, u64, [f64; 5]); 5] = [
+        ("order", "shuffled", "1000", 1000, [100.0, 20.0, 25.0, 30.0, 15.0]),
+        ("order", "lifo", "1000", 1000, [50.0, 10.0, 8.0, 16.0, 7.0]),
+        ("churn", "random", "1000", 10_000, [60.0, 30.0, 40.0, 25.0, 20.0]),
+        ("scaling", "alloc-all-free-all", "1000", 1000, [30.0, 9.0, 12.0, 20.0, 10.0]),
+        ("scaling", "alloc-all-free-all", "1000000", 1_000_000, [40.0, 9.0, 12.0, 30.0, 11.0]),
+    ];
+    for (group, pattern, size, elements, ns) in rows {
+        for (a, ns) in ALLOCATORS.iter().zip(ns) {
+            write_bench(root, "new", (group, pattern, a, size), elements, ns * elements as f64);
+            // An older run's copy, which must be ignored.
+            write_bench(root, "base", (group, pattern, a, size), elements, 1e9);
+        }
+    }
+    // Another crate's benchmark whose id is not group/pattern/allocator/size: skipped.
+    let foreign = root.join("parse").join("json").join("new");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(
+        foreign.join("benchmark.json"),
+        r#"{"group_id":"parse","function_id":"json","value_str":null,"throughput":null,"full_id":"parse/json","directory_name":"parse/json","title":"parse/json"}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("report")).unwrap();
+}
+
+fn args(criterion: &Path, docs: &Path) -> BenchReportArgs {
+    BenchReportArgs {
+        criterion_dir: Some(criterion.to_path_buf()),
+        docs: Some(docs.to_path_buf()),
+        render_only: false,
+    }
+}
+
+fn collected(name: &str) -> (PathBuf, BenchResults) {
+    let dir = scratch(name);
+    fake_tree(&dir.join("criterion"));
+    let r = bench_report::collect(&args(&dir.join("criterion"), &dir.join("docs"))).unwrap();
+    (dir, r)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9 * b.abs().max(1.0)
+}
+
+#[test]
+fn medians_are_divided_by_elements_and_old_runs_and_foreign_ids_are_skipped() {
+    let (dir, r) = collected("parse");
+    assert_eq!(r.benchmarks.len(), 25);
+    let b = r.get("churn", "random", "pymalloc-heap", "1000").unwrap();
+    assert_eq!(b.elements, 10_000);
+    assert!(close(b.ns_per_op, 20.0), "{}", b.ns_per_op);
+    assert!(close(b.ns_low, 18.0) && close(b.ns_high, 22.0));
+    assert!(close(b.mean_ns_per_op, 40.0));
+    assert_eq!(b.id(), "churn/random/pymalloc-heap/1000");
+    assert_eq!(r.groups(), ["order", "churn", "scaling"]);
+    assert_eq!(r.rows("order")[0].0, "lifo", "page order, not file-system order");
+    assert_eq!(r.allocators("order"), ALLOCATORS);
+    assert!(r.meta.command.contains("--criterion-dir"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn ratios_are_against_mimalloc_on_the_same_row() {
+    let (dir, r) = collected("ratios");
+    let ratio = |g, p, a, s| r.ratio_to_baseline(r.get(g, p, a, s).unwrap()).unwrap();
+    assert!(close(ratio("order", "shuffled", "system", "1000"), 5.0));
+    assert!(close(ratio("order", "shuffled", "pymalloc-heap", "1000"), 0.75));
+    assert!(close(ratio("order", "lifo", "jemalloc", "1000"), 0.8));
+    assert!(close(ratio("scaling", "alloc-all-free-all", "pymalloc", "1000000"), 30.0 / 9.0));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn targets_are_computed_from_the_figures() {
+    let (dir, r) = collected("targets");
+    let t = bench_report::targets(&r);
+    let figures: Vec<(Option<f64>, Option<bool>, &str)> =
+        t.iter().map(|t| (t.worst, t.met(), t.worst_at.as_str())).collect();
+    // Heap vs the better of mimalloc/jemalloc: 7/8 on lifo is worse than 15/20 and 20/30.
+    assert!(close(figures[0].0.unwrap(), 0.875));
+    assert_eq!((figures[0].1, figures[0].2), (Some(false), "order/lifo/1000"));
+    assert_eq!(t[0].rows, 3);
+    // The locked global: 16/8 on lifo.
+    assert!(close(figures[1].0.unwrap(), 2.0));
+    assert_eq!(figures[1].1, Some(false));
+    // Speed-up over glibc on shuffled: 100/15 and 100/30.
+    assert!(close(figures[2].0.unwrap(), 100.0 / 15.0));
+    assert_eq!(figures[2].1, Some(true));
+    assert!(close(figures[3].0.unwrap(), 100.0 / 30.0));
+    assert_eq!(figures[3].1, Some(true));
+    // Scaling spread: 11/10 for the heap, 30/20 for the global.
+    assert!(close(figures[4].0.unwrap(), 1.1));
+    assert_eq!((figures[4].1, figures[4].2), (Some(true), "N=1000000 vs N=1000"));
+    assert!(close(figures[5].0.unwrap(), 1.5));
+    assert_eq!(figures[5].1, Some(false));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_page_has_a_table_and_chart_per_group_and_says_where_it_came_from() {
+    let (dir, r) = collected("page");
+    let docs = dir.join("docs");
+    bench_report::render(&r, &docs).unwrap();
+    let md = std::fs::read_to_string(docs.join("benchmarks.md")).unwrap();
+    assert!(md.starts_with("# Benchmarks"));
+    assert!(md.contains("Generated by `cargo bench && arenalab bench-report --criterion-dir"));
+    assert!(md.contains(&r.meta.describe()));
+    assert!(md.contains(
+        "| shuffled | 1000 | 100 (5.00×) | 20.0 (1.00×) | 25.0 (1.25×) | 30.0 (1.50×) | 15.0 (0.75×) |"
+    ));
+    assert!(md.contains("| random | 1000 | 60.0 (2.00×) | 30.0 (1.00×)"));
+    assert!(md.contains("| 0.88 | order/lifo/1000 | 3 | **not met** |"));
+    assert!(md.contains("| 6.67 | order/shuffled/1000 | 1 | met |"));
+    for group in ["order", "churn", "scaling"] {
+        assert!(md.contains(&format!("## `{group}`")));
+        assert!(md.contains(&format!("![{group}](benchmarks/{group}.svg)")));
+        let svg = std::fs::read_to_string(docs.join(format!("benchmarks/{group}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("pymalloc-heap"));
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn run_saves_the_figures_and_render_only_reads_them_back() {
+    let dir = scratch("run");
+    fake_tree(&dir.join("criterion"));
+    let docs = dir.join("docs");
+    let a = args(&dir.join("criterion"), &docs);
+    bench_report::run(&a).unwrap();
+    let saved: BenchResults =
+        arenalab::results::load(&docs, bench_report::RESULTS_NAME).unwrap().unwrap();
+    let fresh = bench_report::collect(&a).unwrap().benchmarks;
+    assert_eq!(saved.benchmarks.len(), fresh.len());
+    for (s, f) in saved.benchmarks.iter().zip(&fresh) {
+        // JSON keeps the ids exactly and the floats to within serde_json's parsing precision.
+        assert_eq!((s.id(), s.elements), (f.id(), f.elements));
+        assert!(close(s.ns_per_op, f.ns_per_op) && close(s.ns_high, f.ns_high), "{}", s.id());
+    }
+    // With the criterion tree gone, --render-only still renders from the JSON.
+    std::fs::remove_dir_all(dir.join("criterion")).unwrap();
+    std::fs::remove_file(docs.join("benchmarks.md")).unwrap();
+    bench_report::run(&BenchReportArgs { render_only: true, ..a }).unwrap();
+    assert!(docs.join("benchmarks.md").is_file());
+    std::fs::remove_dir_all(dir).unwrap();
+}
