@@ -13,3 +13,5 @@ pub mod render;
 pub mod report;
 pub mod results;
 pub mod retention;
+pub mod site;
+pub mod tour;
