@@ -10,7 +10,7 @@
 //! | how the parent ends | what kills the child |
 //! | --- | --- |
 //! | normally, or by an error (`?`) | [`Child`]'s `Drop`: SIGKILL, then `wait4` to reap it |
-//! | Ctrl-C (SIGINT) or SIGTERM | the handler installed by the first spawn: SIGKILL to every registered pid, reap, exit 128 + signal |
+//! | Ctrl-C (SIGINT), SIGTERM or SIGHUP | the handler installed by the first spawn: SIGKILL to every registered pid, reap, exit 128 + signal |
 //! | SIGKILL, a crash | the kernel: children get `PR_SET_PDEATHSIG = SIGKILL`, set between fork and exec |
 //!
 //! ```no_run
@@ -118,19 +118,29 @@ impl Spawn {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(Error::failed("finding arenalab's binary"))?,
         };
+        // Ctrl-C between fork and `register` would find the new pid in no slot, so the
+        // signals the handler catches are blocked on this thread until the child is registered
+        // (a signal that arrives meanwhile is delivered on unblocking). The stderr reader thread
+        // is started inside that window and keeps the mask, so it never runs the handler itself.
+        let _blocked = BlockSignals::new();
         let mut cmd = Command::new(&program);
         cmd.args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if self.die_with_parent {
-            // SAFETY: getpid only reads the process id.
-            let parent = unsafe { libc::getpid() };
-            // SAFETY: the closure runs in the child between fork and exec and calls only
-            // async-signal-safe functions (prctl, getppid, _exit); it allocates nothing.
-            unsafe {
-                cmd.pre_exec(move || {
+        let die_with_parent = self.die_with_parent;
+        // SAFETY: getpid only reads the process id.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // async-signal-safe functions (sigprocmask, prctl, getppid, _exit); it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                // The child starts with the signals the parent blocked for the spawn unblocked.
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                if die_with_parent {
                     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -139,9 +149,9 @@ impl Spawn {
                     if libc::getppid() != parent {
                         libc::_exit(1);
                     }
-                    Ok(())
-                });
-            }
+                }
+                Ok(())
+            });
         }
         let mut std_child =
             cmd.spawn().map_err(Error::failed(format!("starting {}", program.display())))?;
@@ -588,11 +598,44 @@ fn kill_and_reap(pid: i32) {
     let _ = wait4(pid, false);
 }
 
+/// The signals whose handler kills the registered children.
+const HANDLED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Blocks [`HANDLED`] on the calling thread while alive; restores the previous mask on drop.
+struct BlockSignals {
+    old: libc::sigset_t,
+}
+
+impl BlockSignals {
+    fn new() -> BlockSignals {
+        // SAFETY: all-zero sigsets are valid values, initialised by sigemptyset before use;
+        // pthread_sigmask only changes this thread's mask and writes the old one into `old`.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in HANDLED {
+                libc::sigaddset(&mut set, sig);
+            }
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            BlockSignals { old }
+        }
+    }
+}
+
+impl Drop for BlockSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `new`; the guard is a local of `Spawn::spawn`, so
+        // it is dropped on the thread that made it.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
 /// Installs the SIGINT/SIGTERM handler once per process (done by the first [`Spawn::spawn`]).
 pub fn install_signal_handlers() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        for sig in HANDLED {
             // SAFETY: an all-zero sigaction is a valid starting value; the handler is an
             // `extern "C" fn(c_int)` that only calls async-signal-safe functions.
             unsafe {

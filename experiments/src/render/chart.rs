@@ -52,6 +52,7 @@ pub fn line_chart(
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(RGBColor(240, 240, 240))
             .x_labels(n)
             .x_label_formatter(&move |x| {
                 let i = x.round();
@@ -116,6 +117,7 @@ pub fn bar_chart(
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(RGBColor(240, 240, 240))
             .x_labels(n)
             .x_label_formatter(&move |x| {
                 let i = x.round();

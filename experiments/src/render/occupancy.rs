@@ -89,31 +89,40 @@ const PANEL_GAP: usize = 24;
 const TOP: usize = 40;
 const LEGEND: usize = 40;
 
-/// Draws occupancy maps side by side, one panel per `(caption, snapshot)`, as one SVG document.
-/// Rows are arenas (lowest address at the top), columns pool slots.
+/// Panels per row of a map.
+const PER_ROW: usize = 3;
+
+/// Draws occupancy maps, one panel per `(caption, snapshot)`, three panels to a row, as one SVG
+/// document. In a panel, rows are arenas (lowest address at the top; the kernel usually hands
+/// out later mappings at lower addresses, so newer arenas tend to sit higher) and columns are
+/// pool slots.
 pub fn svg(title: &str, panels: &[(String, &Occupancy)]) -> String {
     let cols = panels.iter().map(|(_, o)| o.pools_per_arena.max(1)).max().unwrap_or(64);
     let rows = panels.iter().map(|(_, o)| o.arenas.len()).max().unwrap_or(0).max(1);
     let panel_w = cols * (CELL + GAP);
-    let width = panels.len().max(1) * (panel_w + PANEL_GAP) + PANEL_GAP;
-    let height = TOP + 18 + rows * (CELL + GAP) + LEGEND;
+    let panel_h = 18 + rows * (CELL + GAP) + PANEL_GAP;
+    let across = panels.len().clamp(1, PER_ROW);
+    let down = panels.len().div_ceil(PER_ROW).max(1);
+    let width = across * (panel_w + PANEL_GAP) + PANEL_GAP;
+    let height = TOP + down * panel_h + LEGEND;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"22\" font-size=\"15\">{}</text>\n",
         PANEL_GAP,
         super::escape(title)
     );
     for (k, (caption, occ)) in panels.iter().enumerate() {
-        let x0 = PANEL_GAP + k * (panel_w + PANEL_GAP);
+        let x0 = PANEL_GAP + (k % PER_ROW) * (panel_w + PANEL_GAP);
+        let y0 = TOP + (k / PER_ROW) * panel_h;
         let in_use = occ.pools_in_use();
         s.push_str(&format!(
             "<text x=\"{x0}\" y=\"{}\" font-size=\"11\">{} ({} arenas, {} pools in use)</text>\n",
-            TOP + 8,
+            y0 + 8,
             super::escape(caption),
             occ.arenas.len(),
             in_use
         ));
         for (r, arena) in occ.arenas.iter().enumerate() {
-            let y = TOP + 18 + r * (CELL + GAP);
+            let y = y0 + 18 + r * (CELL + GAP);
             for (c, ch) in arena.chars().enumerate() {
                 let x = x0 + c * (CELL + GAP);
                 s.push_str(&format!(

@@ -394,7 +394,7 @@ pub fn run(args: &RetentionArgs) -> Result<()> {
 pub fn tables(results: &RetentionResults) -> String {
     let mut out = format!(
         "RSS above baseline, MiB ({} objects × {} B; measured in {:.1} s)\n",
-        results.objects,
+        crate::render::group_digits(results.objects),
         results.size,
         results.elapsed_ms as f64 / 1000.0
     );
@@ -420,11 +420,7 @@ pub fn table_rows(w: Workload, runs: &[&Run]) -> (Vec<String>, Vec<Vec<String>>)
         .iter()
         .map(|r| {
             std::iter::once(r.label())
-                .chain(
-                    r.rss_above_baseline()[1..]
-                        .iter()
-                        .map(|&b| format!("{:.1}", b as f64 / (1u64 << 20) as f64)),
-                )
+                .chain(r.rss_above_baseline()[1..].iter().map(|&b| page::fmt_mib(b)))
                 .collect()
         })
         .collect();

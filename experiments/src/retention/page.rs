@@ -38,16 +38,17 @@ pub fn render(results: &RetentionResults, docs: &Path) -> Result<()> {
         md,
         "Figures are **MiB of RSS above the baseline**; {} objects of {} bytes unless the workload says otherwise. \
          The whole matrix took {:.1} s.\n",
-        results.objects,
+        render::group_digits(results.objects),
         results.size,
         results.elapsed_ms as f64 / 1000.0
     );
+    summary(&mut md, results);
     for w in Workload::ALL {
         let runs: Vec<&Run> = results.runs.iter().filter(|r| r.workload == w.name()).collect();
         if runs.is_empty() {
             continue;
         }
-        let _ = writeln!(md, "## `{}`\n\n{}\n", w.name(), w.description());
+        let _ = writeln!(md, "## `{}`\n\n{}\n\n{}\n", w.name(), w.description(), reading(w));
         let (header, rows) = super::table_rows(w, &runs);
         md.push_str(&render::markdown_table(&header, &rows));
         md.push('\n');
@@ -142,7 +143,7 @@ fn occupancy_maps(md: &mut String, w: Workload, runs: &[&Run], docs: &Path) -> R
             .phases
             .iter()
             .filter_map(|p| p.occupancy.as_ref().map(|o| (p.name.clone(), o)))
-            .filter(|(name, _)| name != "release")
+            .filter(|(name, _)| name != "baseline" && name != "release")
             .collect();
         if panels.is_empty() {
             continue;
@@ -165,11 +166,117 @@ fn occupancy_maps(md: &mut String, w: Workload, runs: &[&Run], docs: &Path) -> R
     Ok(())
 }
 
+/// How to read a workload's figures: the mechanisms behind them (the figures themselves are
+/// in the tables, measured).
+fn reading(w: Workload) -> &'static str {
+    match w {
+        Workload::Seed => concat!(
+            "What to look for: the `full free` column is the \"I deleted my big list\" answer. ",
+            "glibc puts small freed chunks on its tcache and fastbins, which are not merged back into the top ",
+            "of the heap until something consolidates them, so the heap cannot shrink; `malloc_trim(0)` ",
+            "consolidates and returns the pages. mimalloc purges a freed page only after its purge delay and ",
+            "only when the allocator is called again; jemalloc lets dirty pages decay over seconds. ",
+            "pymalloc unmaps each arena the moment its last block is freed and keeps one empty arena."
+        ),
+        Workload::EveryOther => concat!(
+            "What to look for: after `partial free` half the objects are gone but no page or pool is empty, ",
+            "so no allocator can give anything back, and the `refill` fits into the holes without growing. ",
+            "The occupancy map shows every pool of every arena half full."
+        ),
+        Workload::Survivors => concat!(
+            "What to look for: the same number of survivors pins very different amounts of memory. Spread, ",
+            "one live object in every pool (pymalloc) or page (mimalloc, jemalloc) keeps it; packed, almost ",
+            "everything can go. A release call can return whole free pages between survivors (glibc's ",
+            "`malloc_trim` does), but not a pymalloc arena holding a live block."
+        ),
+        Workload::FifoHalf => concat!(
+            "What to look for: freeing the oldest half empties whole pools and arenas at the start of memory, ",
+            "so an allocator that returns empty spans can give back about half at `partial free`."
+        ),
+        Workload::Mixed => concat!(
+            "What to look for: many size classes freed in random order. Pools and pages empty only when all ",
+            "their blocks have gone, so little can be returned at `partial free`; pymalloc needs no release ",
+            "call for the rest."
+        ),
+        Workload::Large => concat!(
+            "What to look for: glibc serves blocks at or above its mmap threshold (128 KiB at start) with their ",
+            "own mapping and unmaps them at free. Freeing such a 200 KiB block raises the threshold above it, ",
+            "so the second round of 200 KiB blocks comes from the heap, and one live block at the top keeps ",
+            "the freed ones below it resident until `malloc_trim`. pymalloc passes these sizes to the system ",
+            "`malloc` (as CPython does) and has no release call of its own."
+        ),
+        Workload::Policy => concat!(
+            "What to look for: the `old die` column. CPython takes new pools from the most used arena, so the ",
+            "churn lands in the dense older arenas and the sparse ones can drain and be unmapped when their ",
+            "old objects die; taking pools from the newest arena puts the churn into the sparse arenas and ",
+            "pins them. The arena tables give the counts."
+        ),
+    }
+}
+
+/// The overview: per allocator and workload, what is kept just before the release call and
+/// what is left after it.
+fn summary(md: &mut String, results: &RetentionResults) {
+    let labels: Vec<String> = {
+        let mut v: Vec<String> = Vec::new();
+        for r in &results.runs {
+            if !v.contains(&r.allocator.to_string()) {
+                v.push(r.allocator.to_string());
+            }
+        }
+        v
+    };
+    let mut header = vec!["workload".to_string()];
+    for l in &labels {
+        header.push(format!("{l}: kept"));
+        header.push(format!("{l}: after release"));
+    }
+    let mut rows = Vec::new();
+    for r in &results.runs {
+        let name = match &r.variant {
+            Some(v) => format!("{} ({v})", r.workload),
+            None => r.workload.clone(),
+        };
+        let above = r.rss_above_baseline();
+        let n = above.len();
+        if n < 3 {
+            continue;
+        }
+        let row = match rows.iter().position(|row: &Vec<String>| row[0] == name) {
+            Some(i) => i,
+            None => {
+                rows.push(
+                    std::iter::once(name)
+                        .chain(labels.iter().flat_map(|_| ["–".to_string(), "–".to_string()]))
+                        .collect(),
+                );
+                rows.len() - 1
+            }
+        };
+        let col = 1 + 2 * labels.iter().position(|l| *l == r.allocator.to_string()).unwrap_or(0);
+        rows[row][col] = fmt_mib(above[n - 2]);
+        rows[row][col + 1] = fmt_mib(above[n - 1]);
+    }
+    md.push_str("## Summary\n\nRSS above the baseline just before the release call (`kept`: what the program holds after its own frees, plus what the allocator keeps) and after it. The phase before `release` is the workload's last free; `survivors`, `large` and `policy` still hold live objects there, as each section explains.\n\n");
+    md.push_str(&render::markdown_table(&header, &rows));
+    md.push('\n');
+}
+
+/// Bytes as MiB with one decimal, never "-0.0".
+pub fn fmt_mib(bytes: i64) -> String {
+    let v = bytes as f64 / (1u64 << 20) as f64;
+    if v.abs() < 0.05 { "0.0".to_string() } else { format!("{v:.1}") }
+}
+
 fn release_calls(md: &mut String, runs: &[&Run]) {
     let mut lines = Vec::new();
     for r in runs {
-        if let Some(rel) = r.phases.iter().find_map(|p| p.release.as_ref()) {
-            lines.push(format!("- {}: {rel}", r.label()));
+        match r.phases.iter().find_map(|p| p.release.as_ref()) {
+            Some(lineup::Release::NotAvailable { reason }) => {
+                lines.push(format!("- {}: no call made; {reason}", r.label()))
+            }
+            Some(rel) => lines.push(format!("- {}: {rel}", r.label())),
+            None => {}
         }
     }
     if !lines.is_empty() {
