@@ -351,9 +351,17 @@ pub fn measure(args: &RetentionArgs) -> Result<RetentionResults> {
         if let Some(v) = v {
             spawn = spawn.args(["--variant", v]);
         }
+        let context = |e: Error| match e {
+            Error::Failed(m) => Error::Failed(format!(
+                "retention run {}{} under {a}: {m}",
+                w.name(),
+                v.map(|v| format!(" ({v})")).unwrap_or_default()
+            )),
+            other => other,
+        };
         let mut child = spawn.spawn()?;
-        let mut run: Run = child.read_json()?;
-        let exit = child.finish()?;
+        let mut run: Run = child.read_json().map_err(context)?;
+        let exit = child.finish().map_err(context)?;
         run.peak_rss_bytes = exit.maxrss_bytes;
         workloads::check_phases(w, &run.phases)?;
         runs.push(run);
@@ -406,6 +414,13 @@ pub fn tables(results: &RetentionResults) -> String {
         let (header, rows) = table_rows(w, &runs);
         out.push_str(&format!("\n{}\n", w.name()));
         out.push_str(&crate::render::text_table(&header, &rows));
+        for r in runs.iter().filter(|r| r.phases.iter().all(|p| p.pymalloc.is_some())) {
+            let arenas: Vec<String> = r.phases[1..]
+                .iter()
+                .filter_map(|p| p.pymalloc.map(|c| c.arenas_current.to_string()))
+                .collect();
+            out.push_str(&format!("{} arenas by phase: {}\n", r.label(), arenas.join(", ")));
+        }
     }
     out
 }
