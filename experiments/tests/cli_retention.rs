@@ -108,3 +108,11 @@ fn json_output_lists_runs_with_phases_and_pymalloc_counters() {
         }
     }
 }
+
+#[test]
+fn mixed_sizes_beyond_mem_available_are_refused() {
+    // 100 million objects of up to 512 bytes: 48 GiB, twice this machine's memory.
+    let (code, err) = retention(&["--workload", "mixed", "--objects", "100000000", "--size", "8"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--objects 100000000") && err.contains("mixed"), "{err}");
+}

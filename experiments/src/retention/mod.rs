@@ -295,14 +295,24 @@ pub fn plan(args: &RetentionArgs) -> Result<Plan> {
             args.size
         )));
     }
-    let total = args.objects.saturating_mul(args.size);
     let available = measure::system()?.mem_available_bytes;
+    let total = args.objects.saturating_mul(args.size);
     if total > available {
         return Err(Error::Usage(format!(
             "--objects {} × --size {} = {:.1} MiB is more than this machine's MemAvailable ({:.1} MiB)",
             args.objects,
             args.size,
             measure::mib(total),
+            measure::mib(available)
+        )));
+    }
+    let mixed_max = args.objects.saturating_mul(workloads::MIXED_SIZES.1 as u64);
+    if chosen.contains(&Workload::Mixed) && mixed_max > available {
+        return Err(Error::Usage(format!(
+            "--objects {} with workload mixed (up to {} bytes each) may need {:.1} MiB, more than this machine's MemAvailable ({:.1} MiB)",
+            args.objects,
+            workloads::MIXED_SIZES.1,
+            measure::mib(mixed_max),
             measure::mib(available)
         )));
     }
