@@ -33,6 +33,9 @@ struct Entry {
 /// `LEAF_LEN` entries; an address is inside a live arena iff its entry says so.
 pub(crate) struct OwnershipMap {
     arena_shift: u32,
+    /// Slots in `root`: 0 until the root is mapped, so one comparison in `contains` rejects
+    /// both an address beyond the map and a map with no root yet.
+    root_len: usize,
     root: *mut *mut Entry,
     /// Leaves mapped so far (the "bot nodes" of CPython's report).
     pub(crate) leaves: usize,
@@ -40,15 +43,16 @@ pub(crate) struct OwnershipMap {
 
 impl OwnershipMap {
     pub(crate) const fn new(arena_shift: u32) -> Self {
-        OwnershipMap { arena_shift, root: core::ptr::null_mut(), leaves: 0 }
+        OwnershipMap { arena_shift, root_len: 0, root: core::ptr::null_mut(), leaves: 0 }
     }
 
-    fn root_len(&self) -> usize {
+    /// Slots the root has once mapped.
+    fn full_root_len(&self) -> usize {
         1 << (ADDRESS_BITS - self.arena_shift - LEAF_BITS)
     }
 
     fn root_bytes(&self) -> usize {
-        (self.root_len() * core::mem::size_of::<*mut Entry>()).div_ceil(PAGE) * PAGE
+        (self.full_root_len() * core::mem::size_of::<*mut Entry>()).div_ceil(PAGE) * PAGE
     }
 
     const fn leaf_bytes() -> usize {
@@ -60,10 +64,10 @@ impl OwnershipMap {
     pub(crate) fn contains(&self, p: usize) -> bool {
         let chunk = p >> self.arena_shift;
         let ri = chunk >> LEAF_BITS;
-        if self.root.is_null() || ri >= self.root_len() {
+        if ri >= self.root_len {
             return false;
         }
-        // SAFETY: root maps root_len pointers and ri < root_len (checked above).
+        // SAFETY: root_len > 0 only once root maps root_len pointers, and ri < root_len.
         let leaf = unsafe { *self.root.add(ri) };
         if leaf.is_null() {
             return false;
@@ -78,11 +82,12 @@ impl OwnershipMap {
     /// The entry for `chunk`, mapping the root and its leaf if needed.
     fn entry(&mut self, chunk: usize) -> Option<*mut Entry> {
         let ri = chunk >> LEAF_BITS;
-        if ri >= self.root_len() {
+        if ri >= self.full_root_len() {
             return None;
         }
         if self.root.is_null() {
             self.root = os::map_zeroed(self.root_bytes())?.as_ptr().cast();
+            self.root_len = self.full_root_len();
         }
         // SAFETY: root is mapped with root_len slots and ri < root_len.
         let slot = unsafe { self.root.add(ri) };
@@ -148,7 +153,7 @@ impl Drop for OwnershipMap {
         if self.root.is_null() {
             return;
         }
-        for i in 0..self.root_len() {
+        for i in 0..self.root_len {
             // SAFETY: root maps root_len slots.
             let leaf = unsafe { *self.root.add(i) };
             if let Some(l) = NonNull::new(leaf) {
