@@ -671,3 +671,17 @@ extern "C" fn on_signal(sig: libc::c_int) {
         libc::_exit(128 + sig);
     }
 }
+
+/// Registers a process that was not spawned through [`Spawn`] (a grandchild about to be
+/// orphaned onto this process as its subreaper, say) so the Ctrl-C handler kills and reaps it
+/// too. Returns the registry slot to pass to [`forget_adopted`] once it is reaped, or `None`
+/// when the registry is full. (Added for the pool experiment's orphans.)
+pub fn adopt(pid: i32) -> Option<usize> {
+    install_signal_handlers();
+    register(pid)
+}
+
+/// Takes an [`adopt`]ed pid out of the registry (call it after reaping the process).
+pub fn forget_adopted(slot: usize, pid: i32) {
+    unregister(slot, pid);
+}

@@ -33,7 +33,7 @@
 //! | [`worker::run_worker`] | `arenalab worker exit`: the child |
 //! | [`render`] | `docs/process-exit.md` and its SVG timelines, from saved results only |
 
-mod page;
+pub(crate) mod page;
 pub mod worker;
 
 use crate::error::{Error, Result};

@@ -72,14 +72,14 @@ fn object_size(i: usize) -> usize {
 
 /// The objects, freed on drop (as a `Vec<Box<_>>` would be) unless leaked with
 /// [`Objects::leak`].
-struct Objects {
+pub(crate) struct Objects {
     alloc: &'static dyn GlobalAlloc,
     ptrs: MappedVec<usize>,
     requested: u64,
 }
 
 impl Objects {
-    fn allocate(allocator: Allocator, mib: u64) -> Result<Objects> {
+    pub(crate) fn allocate(allocator: Allocator, mib: u64) -> Result<Objects> {
         let target = mib << 20;
         let mean = (1..=16).map(|k| 32 * k).sum::<u64>() / 16;
         // Whole cycles of the 16 sizes, so the requested total reaches the target.
@@ -103,7 +103,7 @@ impl Objects {
         Ok(Objects { alloc, ptrs, requested })
     }
 
-    fn leak(self) {
+    pub(crate) fn leak(self) {
         std::mem::forget(self);
     }
 }
