@@ -1,6 +1,47 @@
-//! The arenalab program's library: experiments run in child processes, results JSON, rendering.
+//! # arenalab: the program
 //!
-//! (Front page to be written.)
+//! `arenalab` measures where freed memory goes and writes what it finds into `docs/`. It is the
+//! binary `cargo run --release` runs; this library is everything behind it.
+//!
+//! ## How a measurement is made
+//!
+//! An allocator is process-global: whatever one workload leaves in it would be counted against
+//! the next. So every run happens in a **fresh child process**: the parent re-runs its own
+//! executable as `arenalab worker <experiment> ...` ([`procs`]), one child per allocator and
+//! workload. The child allocates through the allocator under test directly
+//! ([`lineup::Allocator::global`]), keeps its bookkeeping (pointer arrays) in memory mapped
+//! apart from that allocator, reads its own memory from the kernel after each phase
+//! ([`measure`]: `/proc/self/smaps_rollup`) beside the allocator's own counters
+//! ([`lineup::Allocator::stats`]), and prints one JSON document. The parent kills and reaps
+//! every child it starts, on success, on error and on Ctrl-C.
+//!
+//! ## Measuring and rendering are separate
+//!
+//! ```text
+//!  arenalab report ──measure──> docs/results/<experiment>.json ──render──> docs/*.md, docs/**/*.svg
+//!                                 (machine and date inside)       (arenalab render: this half only)
+//! ```
+//!
+//! Each experiment module has a `measure` function that returns serialisable results and a
+//! `render` function that reads only those results. A test renders the committed results and
+//! compares them with the committed pages, so docs/ cannot drift from the code.
+//!
+//! ## Modules
+//!
+//! | module | what |
+//! |---|---|
+//! | [`cli`] | command-line parsing and dispatch; bad input is exit code 2 ([`error`]) |
+//! | [`measure`] | the kernel's view: `/proc/PID/smaps_rollup`, `status`, `/proc/meminfo`, `/proc/zoneinfo` |
+//! | [`procs`] | worker children: spawned, signalled, waited for, always killed and reaped |
+//! | [`retention`] | what each allocator keeps after free: seven workloads, phase by phase |
+//! | [`exit`] | memory given back when a process ends, seven ways of ending |
+//! | [`pool`] | memory held by worker-process pools, closed or not |
+//! | [`tour`] | the pymalloc model step by step, for docs/pymalloc.md |
+//! | [`bench_report`] | criterion's results to docs/benchmarks.md |
+//! | [`results`] | the results files and the machine-and-date header they carry |
+//! | [`render`] | page headers, tables, SVG charts, occupancy maps |
+//! | [`site`] | docs/README.md, docs/claims.md (verdicts computed from results), docs/allocators.md |
+//! | [`report`] | `arenalab report` (everything) and `arenalab render` (pages only) |
 
 pub mod bench_report;
 pub mod cli;

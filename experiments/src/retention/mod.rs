@@ -15,14 +15,14 @@
 //! occupancy map). The last phase calls the allocator's release function
 //! ([`lineup::Allocator::release`]). The child prints one JSON document; the parent collects
 //! them into [`RetentionResults`], prints a table per workload (MiB above the baseline), and
-//! [`render`] turns saved results into `docs/retention.md`.
+//! [`render()`] turns saved results into `docs/retention.md`.
 //!
 //! | function | does |
 //! | --- | --- |
-//! | [`measure`] | validates [`RetentionArgs`], runs the matrix of workers, returns [`RetentionResults`] |
+//! | [`measure()`] | validates [`RetentionArgs`], runs the matrix of workers, returns [`RetentionResults`] |
 //! | [`run`] | `arenalab retention`: `measure`, then tables or `--json` on stdout |
 //! | [`run_worker`] | `arenalab worker retention`: one run, one JSON document on stdout |
-//! | [`render`] | `docs/retention.md` with tables, charts and occupancy maps, from results only |
+//! | [`render()`] | `docs/retention.md` with tables, charts and occupancy maps, from results only |
 
 pub mod page;
 pub mod workloads;
