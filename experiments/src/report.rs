@@ -56,7 +56,10 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     e.meta.command = command.into();
     results::save(&docs, "exit", &e)?;
 
-    step(3, total, "pool: memory held by worker processes (pending)");
+    step(3, total, "pool: memory held by worker processes");
+    let mut p = crate::pool::measure(&Default::default())?;
+    p.meta.command = command.into();
+    results::save(&docs, "pool", &p)?;
 
     step(4, total, "the pymalloc model, step by step");
     let t = crate::tour::measure(command)?;
@@ -111,6 +114,11 @@ pub fn render_all(docs: &Path) -> Result<Vec<PathBuf>> {
         crate::exit::render(e, docs)?;
         written.push(docs.join("process-exit.md"));
     }
+    let pool: Option<crate::pool::PoolResults> = results::load(docs, "pool")?;
+    if let Some(p) = &pool {
+        crate::pool::render(p, docs)?;
+        written.push(docs.join("process-pool.md"));
+    }
     let tour: Option<crate::tour::TourResults> = results::load(docs, "pymalloc")?;
     if let Some(t) = &tour {
         crate::tour::render(t, docs)?;
@@ -121,7 +129,7 @@ pub fn render_all(docs: &Path) -> Result<Vec<PathBuf>> {
         crate::bench_report::render(b, docs)?;
         written.push(docs.join("benchmarks.md"));
     }
-    let set = crate::site::Results { retention, exit, tour, bench };
+    let set = crate::site::Results { retention, exit, pool, tour, bench };
     written.extend(crate::site::render(&set, docs)?);
     Ok(written)
 }

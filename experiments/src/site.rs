@@ -16,6 +16,8 @@ pub struct Results {
     pub retention: Option<RetentionResults>,
     /// docs/results/exit.json.
     pub exit: Option<crate::exit::ExitResults>,
+    /// docs/results/pool.json.
+    pub pool: Option<crate::pool::PoolResults>,
     /// docs/results/pymalloc.json.
     pub tour: Option<crate::tour::TourResults>,
     /// docs/results/benchmarks.json.
@@ -113,7 +115,7 @@ pub fn claims(r: &Results) -> [(&'static str, Option<Verdict>); 3] {
         ),
         (
             "(c) If a worker pool is not closed correctly, the memory used by its worker processes may not be released.",
-            None,
+            r.pool.as_ref().map(claim_pool),
         ),
     ]
 }
@@ -244,6 +246,48 @@ fn claim_list(r: &RetentionResults) -> Option<Verdict> {
         );
     }
     Some(Verdict { short, evidence: ev, page: "retention.md" })
+}
+
+fn claim_pool(p: &crate::pool::PoolResults) -> Verdict {
+    use crate::pool::Scenario;
+    let get = |s: Scenario| p.scenarios.iter().find(|x| x.scenario == s);
+    let kept = |s: Scenario| get(s).is_some_and(|x| x.live_at_end > 0 && x.rss_at_end_bytes > 0);
+    let freed = |s: Scenario| get(s).is_some_and(|x| x.live_at_end == 0);
+    let unclosed_keeps = kept(Scenario::DropNaive) || kept(Scenario::ParentKilledNone);
+    let closed_frees = freed(Scenario::ShutdownJoin) && freed(Scenario::DropCorrect);
+    let short = match (unclosed_keeps, closed_frees) {
+        (true, true) => "True while the workers live: a pool that is not shut down leaves its worker processes running, holding their memory, until something ends them; a pool shut down (or dropped by a correct Drop) gives it all back.".to_string(),
+        (true, false) => "True: the workers of an unclosed pool kept their memory.".to_string(),
+        (false, _) => "False in these measurements: no worker outlived its pool.".to_string(),
+    };
+    let header: Vec<String> =
+        ["scenario", "workers alive at the end", "their RSS (MiB)", "all gone after (ms)"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let rows: Vec<Vec<String>> = p
+        .scenarios
+        .iter()
+        .map(|s| {
+            vec![
+                format!("`{}`: {}", s.scenario.name(), s.description),
+                format!("{} of {}", s.live_at_end, p.workers),
+                format!("{:.0}", s.rss_at_end_bytes as f64 / (1u64 << 20) as f64),
+                s.to_zero_ms.map_or("outlived the observation".into(), |ms| format!("{ms:.0}")),
+            ]
+        })
+        .collect();
+    let evidence = format!(
+        "A pool of {} worker processes, each holding {} MiB, in each scenario; the workers' summed RSS \
+         read from /proc. The memory is never lost: it belongs to live processes, and the kernel \
+         takes it back when they end (claim (a)). What matters is whether anything ends them: a \
+         shutdown, a Drop that signals and reaps, or, when the parent dies, `PR_SET_PDEATHSIG` or a \
+         pipe the workers watch. (arenalab kills and reaps every leftover worker afterwards.)\n\n{}",
+        p.workers,
+        p.mib,
+        markdown_table(&header, &rows)
+    );
+    Verdict { short, evidence, page: "process-pool.md" }
 }
 
 fn claims_page(r: &Results, claims: &[(&'static str, Option<Verdict>); 3]) -> Option<String> {
@@ -475,6 +519,9 @@ fn index_page(r: &Results, claims: &[(&'static str, Option<Verdict>); 3]) -> Str
     }
     if let Some(x) = &r.exit {
         metas.push(("exit", &x.meta));
+    }
+    if let Some(x) = &r.pool {
+        metas.push(("pool", &x.meta));
     }
     if let Some(x) = &r.tour {
         metas.push(("pymalloc tour", &x.meta));
