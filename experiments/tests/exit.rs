@@ -86,7 +86,7 @@ fn results_render_a_page_with_timelines() {
     assert!(md.contains("arenalab exit --allocator system --ending abort --mib 32 --repeats 1"));
     assert!(md.contains("| system | abort |"));
     let svg = std::fs::read_to_string(dir.join("process-exit/abort.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("system MemAvailable rise"));
+    assert!(svg.starts_with("<svg") && svg.contains("system MemAvailable + per-CPU rise"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

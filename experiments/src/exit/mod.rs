@@ -66,7 +66,7 @@ const ZOMBIE_HOLD: Duration = Duration::from_millis(20);
 /// How long sampling goes on after the accounted release is found, for the timeline's tail.
 const TAIL: Duration = Duration::from_millis(25);
 /// Timeline points kept per run (the first repeat of each cell only).
-const MAX_POINTS: usize = 400;
+const MAX_POINTS: usize = 100;
 
 /// How the child process ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -189,6 +189,9 @@ pub struct ExitResults {
     pub release_rule: String,
     /// Wall time of the whole measurement, seconds.
     pub elapsed_s: f64,
+    /// The transparent-huge-page mode in force (`/sys/kernel/mm/transparent_hugepage/enabled`,
+    /// the bracketed word: `always`, `madvise` or `never`).
+    pub thp_mode: String,
     /// One per (allocator, ending).
     pub cells: Vec<Cell>,
 }
@@ -238,6 +241,8 @@ impl Spread {
 pub struct Summary {
     /// The child's RSS while alive (parent's read of smaps_rollup), MiB.
     pub alive_rss_mib: Option<Spread>,
+    /// Of the alive RSS, MiB on transparent huge pages.
+    pub alive_huge_mib: Option<Spread>,
     /// The child's peak RSS (`ru_maxrss` from `wait4`), MiB.
     pub peak_rss_mib: Option<Spread>,
     /// End → the child seen as a zombie, ms.
@@ -267,6 +272,9 @@ pub struct Run {
     pub freed: Option<Report>,
     /// The child's memory read by the parent while it was alive and waiting.
     pub alive: ProcessMemory,
+    /// Of that, anonymous memory on transparent huge pages (`AnonHugePages` of smaps_rollup),
+    /// bytes: 2 MiB pages are torn down 512 times faster per byte than 4 KiB ones.
+    pub alive_huge_bytes: u64,
     /// The machine before the child started.
     pub system_before: SystemMemory,
     /// The machine while the child was alive.
@@ -387,8 +395,19 @@ pub fn measure(args: &ExitArgs) -> Result<ExitResults> {
         repeats: args.repeats,
         release_rule: RELEASE_RULE.to_string(),
         elapsed_s: started.elapsed().as_secs_f64(),
+        thp_mode: thp_mode(),
         cells,
     })
+}
+
+/// The bracketed word of `/sys/kernel/mm/transparent_hugepage/enabled`, or `unknown`.
+fn thp_mode() -> String {
+    let text =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix('[').and_then(|w| w.strip_suffix(']')))
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 /// The command that reproduces this run.
@@ -409,6 +428,11 @@ fn command_line(args: &ExitArgs) -> String {
     s
 }
 
+/// Two decimals are plenty for a timeline point and keep the results file small.
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
 fn mib(bytes: u64) -> f64 {
     measure::mib(bytes)
 }
@@ -417,6 +441,7 @@ fn summarize(runs: &[Run]) -> Summary {
     let f = |g: &dyn Fn(&Run) -> Option<f64>| Spread::of(runs.iter().map(g));
     Summary {
         alive_rss_mib: f(&|r| Some(mib(r.alive.rss_bytes))),
+        alive_huge_mib: f(&|r| Some(mib(r.alive_huge_bytes))),
         peak_rss_mib: f(&|r| Some(mib(r.peak_rss_bytes))),
         exit_ms: f(&|r| r.exit_ms),
         release_raw_ms: f(&|r| r.release_raw_ms),
@@ -450,6 +475,15 @@ fn vm_rss(status: &str) -> Option<u64> {
     })
 }
 
+/// `AnonHugePages` of `/proc/PID/smaps_rollup` in bytes (0 when absent).
+fn anon_huge(pid: i32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// The child's VmRSS now (`None` when it has none: a zombie, or gone).
 fn child_rss(pid: i32) -> Option<u64> {
     vm_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
@@ -475,6 +509,7 @@ fn one_run(allocator: Allocator, ending: Ending, mib_: u64, keep_timeline: bool)
     let pid = child.pid();
     let ready: Report = child.read_json()?;
     let alive = measure::process(pid)?;
+    let alive_huge_bytes = anon_huge(pid);
     let system_alive = measure::system()?;
     let expected = alive.anon_bytes as f64;
     let base_raw = system_alive.mem_available_bytes as f64;
@@ -483,6 +518,19 @@ fn one_run(allocator: Allocator, ending: Ending, mib_: u64, keep_timeline: bool)
     let acc_gain =
         |s: &SystemMemory| s.mem_available_bytes as f64 + s.pcp_free_bytes as f64 - base_acc;
 
+    // A few samples of the living child, so the timeline starts before the end.
+    let mut raws: Vec<Raw> = Vec::new();
+    if keep_timeline {
+        for _ in 0..5 {
+            raws.push(Raw {
+                at_ns: mono_ns(),
+                sys: measure::system()?,
+                child_rss: child_rss(pid),
+                state: procs::state(pid).unwrap_or('?'),
+            });
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
     // The end, for the signal endings; for the others the child's own word replaces it below.
     let cmd_ns = mono_ns();
     match ending.signal() {
@@ -491,7 +539,6 @@ fn one_run(allocator: Allocator, ending: Ending, mib_: u64, keep_timeline: bool)
     }
     let timeout = Duration::from_millis(3000 + 20 * mib_);
     let started = Instant::now();
-    let mut raws: Vec<Raw> = Vec::new();
     let mut zombie_at: Option<Instant> = None;
     let mut zombie_ns = None;
     let mut system_zombie = None;
@@ -585,11 +632,13 @@ fn one_run(allocator: Allocator, ending: Ending, mib_: u64, keep_timeline: bool)
         raws.iter()
             .step_by(step)
             .map(|r| Sample {
-                t_ms: since_end(r.at_ns),
-                avail_gain_mib: raw_gain(&r.sys) / (1u64 << 20) as f64,
-                pcp_gain_mib: (r.sys.pcp_free_bytes as f64 - system_alive.pcp_free_bytes as f64)
-                    / (1u64 << 20) as f64,
-                child_rss_mib: r.child_rss.map(mib),
+                t_ms: round2(since_end(r.at_ns)),
+                avail_gain_mib: round2(raw_gain(&r.sys) / (1u64 << 20) as f64),
+                pcp_gain_mib: round2(
+                    (r.sys.pcp_free_bytes as f64 - system_alive.pcp_free_bytes as f64)
+                        / (1u64 << 20) as f64,
+                ),
+                child_rss_mib: r.child_rss.map(|b| round2(mib(b))),
                 state: r.state,
             })
             .collect()
@@ -600,6 +649,7 @@ fn one_run(allocator: Allocator, ending: Ending, mib_: u64, keep_timeline: bool)
         ready,
         freed,
         alive,
+        alive_huge_bytes,
         system_before,
         system_alive,
         system_zombie,
@@ -635,6 +685,7 @@ pub fn table(results: &ExitResults) -> (Vec<String>, Vec<Vec<String>>) {
         "ending",
         "status",
         "alive RSS MiB",
+        "on huge pages MiB",
         "peak MiB",
         "end→zombie ms",
         "end→back ms",
@@ -654,6 +705,7 @@ pub fn table(results: &ExitResults) -> (Vec<String>, Vec<Vec<String>>) {
                 c.ending.name().to_string(),
                 c.runs.first().map_or("-".into(), |r| r.status.to_string()),
                 spread_text(&s.alive_rss_mib),
+                spread_text(&s.alive_huge_mib),
                 spread_text(&s.peak_rss_mib),
                 spread_text(&s.exit_ms),
                 spread_text(&s.release_accounted_ms),

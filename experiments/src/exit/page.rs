@@ -19,11 +19,13 @@ fn err(e: impl std::fmt::Display) -> Error {
 
 /// A time chart (x in ms, y in MiB) with one line per entry; colours follow the allocator named
 /// first in each label. Thin lines are drawn lighter, for secondary figures.
+/// Vertical markers (x, label) are drawn as grey lines with their label at the top.
 pub(crate) fn timeline_svg(
     title: &str,
     x_label: &str,
     y_label: &str,
     lines: &[Line],
+    markers: &[(f64, String)],
 ) -> Result<String> {
     let mut svg = String::new();
     {
@@ -39,6 +41,10 @@ pub(crate) fn timeline_svg(
         }
         if x0 > x1 {
             (x0, x1) = (0.0, 1.0);
+        }
+        if !markers.is_empty() {
+            // Room on the right for the last marker's label.
+            x1 += 0.22 * (x1 - x0);
         }
         let pad = 0.06 * (y1 - y0).max(1.0);
         let mut chart = ChartBuilder::on(&root)
@@ -62,11 +68,32 @@ pub(crate) fn timeline_svg(
                     PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(width))
                 });
         }
+        let grey = BLACK.mix(0.45);
+        for (i, (x, label)) in markers.iter().enumerate() {
+            if *x < x0 || *x > x1 {
+                continue;
+            }
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(*x, y0 - pad), (*x, y1 + pad)],
+                    grey.stroke_width(1),
+                )))
+                .map_err(err)?;
+            // Stagger labels so neighbouring markers stay readable.
+            let y = y1 + pad - (i % 3) as f64 * 0.07 * (y1 - y0 + 2.0 * pad);
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!(" {label}"),
+                    (*x, y),
+                    ("sans-serif", 12).into_font().color(&BLACK),
+                )))
+                .map_err(err)?;
+        }
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::MiddleRight)
             .draw()
             .map_err(err)?;
         root.present().map_err(err)?;
@@ -88,6 +115,15 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
     let (header, rows) = table(results);
     md.push_str(&markdown_table(&header, &rows));
     md.push_str(&format!("\n_Release rule_: {}.\n\n", results.release_rule));
+    md.push_str(&format!(
+        "Transparent huge pages were in `{}` mode{}.\n\n",
+        results.thp_mode,
+        if results.thp_mode == "madvise" {
+            ": only memory an allocator asks for with `madvise(MADV_HUGEPAGE)` gets them"
+        } else {
+            ""
+        }
+    ));
     md.push_str(COLUMNS);
 
     md.push_str("\n## The child's own accounting\n\n");
@@ -144,8 +180,10 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
     md.push_str(
         "One chart per ending, from the first run of each cell. x: milliseconds from the end \
          (the signal, or the child's last word before it ended by itself). Thick lines: how much \
-         `MemAvailable` has risen above its value while the child was alive. Thin lines: the \
-         child's `VmRSS` until it became a zombie.\n\n",
+         `MemAvailable` plus the free pages on per-CPU lists has risen above its value while \
+         the child was alive (`MemAvailable` alone lags behind, see the table). Thin lines: the \
+         child's `VmRSS` until it became a zombie. For `free-return` and `panic` the time before \
+         0 is the child freeing its objects.\n\n",
     );
     let mut endings: Vec<Ending> = Vec::new();
     for c in &results.cells {
@@ -158,8 +196,12 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
         for c in results.cells.iter().filter(|c| c.ending == ending) {
             let Some(run) = c.runs.first() else { continue };
             lines.push(Line {
-                label: format!("{} MemAvailable rise", c.allocator),
-                points: run.timeline.iter().map(|s| (s.t_ms, s.avail_gain_mib)).collect(),
+                label: format!("{} MemAvailable + per-CPU rise", c.allocator),
+                points: run
+                    .timeline
+                    .iter()
+                    .map(|s| (s.t_ms, s.avail_gain_mib + s.pcp_gain_mib))
+                    .collect(),
                 thin: false,
             });
             lines.push(Line {
@@ -177,6 +219,7 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
             "ms from the end",
             "MiB",
             &lines,
+            &[(0.0, "end".to_string())],
         )?;
         let file = format!("process-exit/{}.svg", ending.name());
         write_file(&docs.join(&file), &svg)?;
@@ -206,6 +249,11 @@ A zombie — ended, not yet reaped by its parent — holds no memory: its `/proc
 `VmRSS` line at all, and `MemAvailable` has already risen before the parent calls `wait`. A \
 parent that never reaps its children leaks process-table entries, not memory.
 
+The kernel's teardown itself costs time in proportion to the pages it frees, and page size \
+matters: an allocator whose memory sits on transparent huge pages (2 MiB each; the **on huge \
+pages** column, `AnonHugePages` of `smaps_rollup`) is torn down hundreds of times faster per \
+byte than one on 4 KiB pages.
+
 `MemAvailable` lags a large release a little: freed pages first go to per-CPU free lists, which \
 `MemFree` and `MemAvailable` do not count until they drain. The table gives both times: \
 `MemAvailable` alone, and `MemAvailable` plus the per-CPU free pages (`/proc/zoneinfo`, \
@@ -214,7 +262,8 @@ parent that never reaps its children leaks process-table entries, not memory.
 
 const COLUMNS: &str = "\
 Columns: **status** how the child ended (`wait4`); **alive RSS** the child's RSS read by the \
-parent from `/proc/PID/smaps_rollup` while it waited; **peak** `ru_maxrss` from `wait4`; \
+parent from `/proc/PID/smaps_rollup` while it waited; **on huge pages** how much of it was on \
+transparent huge pages; **peak** `ru_maxrss` from `wait4`; \
 **end→zombie** from the end until `/proc/PID/stat` showed `Z`; **end→MemAvailable** and \
 **end→+per-CPU** until the release rule was met; **zombie VmRSS** the zombie's `VmRSS` (0 when \
 the line is absent, as it is for every zombie); **back before reap** the share of the child's \

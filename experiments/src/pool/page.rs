@@ -48,6 +48,7 @@ pub fn render(results: &PoolResults, docs: &Path) -> Result<()> {
             "ms since the scenario began",
             "MiB",
             &lines,
+            &s.events.iter().skip(1).map(|e| (e.t_ms, short(&e.what))).collect::<Vec<_>>(),
         )?;
         let file = format!("process-pool/{}.svg", s.scenario.name());
         write_file(&docs.join(&file), &svg)?;
@@ -58,6 +59,11 @@ pub fn render(results: &PoolResults, docs: &Path) -> Result<()> {
         md.push_str(&format!("\n![{}]({file})\n\n", s.scenario.name()));
     }
     write_file(&docs.join("process-pool.md"), &md)
+}
+
+/// An event's text up to its first colon or bracket, for a chart marker.
+fn short(what: &str) -> String {
+    what.split([':', '(']).next().unwrap_or(what).trim().to_string()
 }
 
 fn capitalise(s: &str) -> String {
