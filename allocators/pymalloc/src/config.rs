@@ -14,6 +14,10 @@ use thiserror::Error;
 /// arena index, size class, `nextoffset`, `maxnextoffset`).
 pub const POOL_HEADER_BYTES: usize = 48;
 
+/// The largest arena size accepted (1 GiB): offsets inside an arena fit the ownership map's
+/// 32-bit entries with room to spare.
+pub const MAX_ARENA_SIZE: usize = 1 << 30;
+
 /// The most size classes any valid config can have (8-byte granularity, 512-byte threshold).
 pub const MAX_CLASSES: usize = 64;
 
@@ -69,8 +73,8 @@ impl ArenaPolicy {
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The block granularity must be a power of two between 8 and 64 bytes.
-    #[error("alignment {0} must be a power of two from 8 to 64 bytes")]
+    /// The block granularity must be 8 or 16 bytes, the values CPython used.
+    #[error("alignment {0} must be 8 or 16 bytes")]
     Alignment(usize),
     /// The small-request threshold must be a positive multiple of the alignment, with at most
     /// [`MAX_CLASSES`] classes.
@@ -86,21 +90,15 @@ pub enum ConfigError {
     /// The pool size must be a power of two, at least one OS page.
     #[error("pool size {0} must be a power of two of at least 4096 bytes")]
     PoolSize(usize),
-    /// The arena size must be a power of two holding at least two pools.
-    #[error("arena size {arena} must be a power of two holding at least 2 pools of {pool} bytes")]
+    /// The arena size must be a power of two holding at least two pools, at most 1 GiB.
+    #[error(
+        "arena size {arena} must be a power of two of at most 1 GiB holding at least 2 pools of {pool} bytes"
+    )]
     ArenaSize {
         /// The arena size asked for.
         arena: usize,
         /// The pool size in force.
         pool: usize,
-    },
-    /// The largest size class must fit at least two blocks in a pool after the header.
-    #[error("a pool of {pool} bytes cannot hold two blocks of {block} bytes after its header")]
-    ClassTooLarge {
-        /// The pool size in force.
-        pool: usize,
-        /// The largest block size.
-        block: usize,
     },
     /// An arena may not have more than 255 pools (pool slots are counted in a byte-sized index).
     #[error("an arena of {arena} bytes would hold {pools} pools; at most 255 are supported")]
@@ -335,9 +333,23 @@ impl ConfigBuilder {
     }
 
     /// Checks the combination and returns the config, or says what is wrong with it.
-    pub fn build(self) -> Result<Config, ConfigError> {
+    ///
+    /// `const`, so a custom layout can back a `#[global_allocator]` static:
+    ///
+    /// ```
+    /// use pymalloc::{Config, Preset, PyMalloc};
+    /// const DEBUG: Config = match Config::builder(Preset::Cpython310).debug(true).build() {
+    ///     Ok(c) => c,
+    ///     Err(_) => panic!("invalid layout"),
+    /// };
+    /// static GLOBAL: PyMalloc = PyMalloc::with_config(DEBUG);
+    /// assert!(GLOBAL.config().debug());
+    /// ```
+    pub const fn build(self) -> Result<Config, ConfigError> {
         let a = self.alignment;
-        if !a.is_power_of_two() || !(8..=64).contains(&a) {
+        // CPython only ever used 8 (before 3.8) and 16; both are within what libc malloc
+        // guarantees, so raw-allocator blocks are aligned like pool blocks.
+        if a != 8 && a != 16 {
             return Err(ConfigError::Alignment(a));
         }
         let t = self.threshold;
@@ -349,18 +361,15 @@ impl ConfigBuilder {
             return Err(ConfigError::PoolSize(p));
         }
         let ar = self.arena_size;
-        if !ar.is_power_of_two() || ar < 2 * p {
+        if !ar.is_power_of_two() || ar < 2 * p || ar > MAX_ARENA_SIZE {
             return Err(ConfigError::ArenaSize { arena: ar, pool: p });
         }
         if ar / p > 255 {
             return Err(ConfigError::TooManyPools { arena: ar, pools: ar / p });
         }
-        let overhead = POOL_HEADER_BYTES.div_ceil(a) * a;
-        // Two blocks of the largest class must fit: a pool hands out its first block and
-        // carves the second as its free list when it is given a class.
-        if overhead + 2 * t > p {
-            return Err(ConfigError::ClassTooLarge { pool: p, block: t });
-        }
+        // Two blocks of the largest class always fit in a pool (a pool hands out its first block
+        // and carves the second as its free list): the largest class is at most 64 x 16 =
+        // 1024 bytes and the smallest pool 4096, so 48 + 2 x 1024 < 4096 needs no check.
         Ok(Config {
             alignment_shift: a.trailing_zeros(),
             threshold: t,
@@ -416,6 +425,8 @@ mod tests {
         assert_eq!(e, Err(ConfigError::Alignment(24)));
         let e = Config::builder(Preset::Cpython310).alignment(4).build();
         assert_eq!(e, Err(ConfigError::Alignment(4)));
+        let e = Config::builder(Preset::Cpython310).alignment(32).build();
+        assert_eq!(e, Err(ConfigError::Alignment(32)));
     }
 
     #[test]
@@ -440,6 +451,8 @@ mod tests {
         assert_eq!(e, Err(ConfigError::ArenaSize { arena: 16384, pool: 16384 }));
         let e = Config::builder(Preset::Cpython310).arena_size(3 << 20).build();
         assert!(matches!(e, Err(ConfigError::ArenaSize { .. })));
+        let e = Config::builder(Preset::Cpython310).pool_size(1 << 24).arena_size(1 << 31).build();
+        assert!(matches!(e, Err(ConfigError::ArenaSize { .. })));
     }
 
     #[test]
@@ -449,13 +462,9 @@ mod tests {
     }
 
     #[test]
-    fn class_larger_than_a_pool_is_rejected() {
-        let e = Config::builder(Preset::Cpython310)
-            .alignment(64)
-            .small_request_threshold(4096)
-            .pool_size(4096)
-            .arena_size(1 << 18)
-            .build();
-        assert_eq!(e, Err(ConfigError::ClassTooLarge { pool: 4096, block: 4096 }));
+    fn the_largest_class_always_fits_two_blocks_in_the_smallest_pool() {
+        let c = Config::builder(Preset::Cpython38).small_request_threshold(1024).build().unwrap();
+        let largest = c.size_class(1024).unwrap();
+        assert_eq!(c.blocks_per_pool(largest), 3);
     }
 }

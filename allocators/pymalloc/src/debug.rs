@@ -1,38 +1,47 @@
 //! Debug mode, like `PYTHONMALLOC=debug`: poisoned bytes, guard bytes and checked frees.
 //!
-//! Each block gets a header in front of the caller's bytes and a guard after them:
+//! As in CPython, each pool block carries 32 bytes more than asked for: a 16-byte header in
+//! front of the caller's bytes and a 16-byte trailer after them, so a request of `n` bytes uses
+//! the size class of `n + 32` (a 105-byte request takes the 144-byte class).
 //!
 //! ```text
-//!  base                            user = base + front
-//!  +----------------+------+------+----------------------+----------+
-//!  | pad (free-list | size |  tag |  n bytes, fresh: CD  | FD x 8   |
-//!  |  link on free) |  u64 |  u64 |  freed: DD           | (guard)  |
-//!  +----------------+------+------+----------------------+----------+
+//!  block start                user
+//!  +----------+----------+--------------------+-----------+----------+
+//!  | size u64 |  tag u64 |  n bytes           | FD x 8    | pad u64  |
+//!  |          |          |  fresh: CD         | (guard)   |          |
+//!  |          |          |  freed: DD         |           |          |
+//!  +----------+----------+--------------------+-----------+----------+
 //! ```
 //!
-//! `tag` holds a magic number saying live or freed, and the distance `front` from the block's
-//! start (32 in pools; 48, or the alignment if larger, for raw blocks). On free the tag is checked first
-//! (freed: a double free; neither: a pointer this heap never gave out), then the guard (an
-//! overrun). The first word is left as padding because a freed pool block's first word becomes
-//! its free-list link; the tag must survive the free to recognise a double free.
+//! `tag` holds a magic number saying live or freed, and the distance from the block's start to
+//! the caller's bytes. On free the tag is checked first (freed: a double free; neither: a
+//! pointer this heap never gave out, or an underrun that overwrote the tag), then the guard (an
+//! overrun). A freed pool block's first word becomes its free-list link, which is why the size
+//! comes first and the tag second: the tag survives the free. Raw (libc) blocks put the header
+//! 48 bytes in (or at the requested alignment), past the words glibc writes into a freed chunk.
+//!
+//! A pointer outside every arena is read only when the kernel says its header is mapped; if its
+//! page was an arena already returned to the OS, the free is reported as a double free.
 
 use crate::heap::Heap;
-use crate::os::ArenaSource;
-use crate::pool::{NO_CLASS, PoolHeader};
+use crate::os::{self, ArenaSource};
+use crate::pool::PoolHeader;
 
 /// CPython's `PYMEM_CLEANBYTE`: fresh bytes.
 pub const CLEAN_BYTE: u8 = 0xCD;
 /// CPython's `PYMEM_DEADBYTE`: freed bytes.
 pub const DEAD_BYTE: u8 = 0xDD;
-/// CPython's `PYMEM_FORBIDDENBYTE`: guard bytes around a block.
+/// CPython's `PYMEM_FORBIDDENBYTE`: guard bytes after a block.
 pub const FORBIDDEN_BYTE: u8 = 0xFD;
 
-/// Distance from a pool block's start to the caller's bytes.
-const FRONT: usize = 32;
-/// The same for raw blocks: glibc's free writes up to four words (fd, bk, fd_nextsize,
+/// Header in front of the caller's bytes in a pool block.
+const FRONT: usize = 16;
+/// Guard bytes, then a padding word, after the caller's bytes.
+const GUARD: usize = 8;
+const TRAILER: usize = 16;
+/// Header distance for raw blocks: glibc's free writes up to four words (fd, bk, fd_nextsize,
 /// bk_nextsize) into a freed chunk, so the header sits past them to survive a free.
 const RAW_FRONT: usize = 48;
-const GUARD: usize = 8;
 const LIVE: u64 = 0xA110_C8ED_0000_0000;
 const FREED: u64 = 0xDEAD_F8EE_0000_0000;
 const MAGIC_MASK: u64 = 0xFFFF_FFFF_0000_0000;
@@ -46,8 +55,14 @@ pub enum HeapError {
     DoubleFree {
         /// The pointer passed to free.
         address: usize,
-        /// The size it was allocated with.
+        /// The size it was allocated with (for pool blocks, the most the block could hold).
         size: usize,
+    },
+    /// The block's arena was already returned to the OS: its last block was freed before.
+    #[error("double free of {address:#x}: its arena was already returned to the OS")]
+    FreeInReleasedArena {
+        /// The pointer passed to free.
+        address: usize,
     },
     /// A guard byte after the block was overwritten.
     #[error("write past the end of the {size}-byte block at {address:#x}")]
@@ -57,7 +72,7 @@ pub enum HeapError {
         /// The size it was allocated with.
         size: usize,
     },
-    /// The pointer was never given out by this heap.
+    /// The pointer was never given out by this heap (or its header was overwritten).
     #[error("free of {address:#x}, which this heap never allocated")]
     NotAllocated {
         /// The pointer passed to free.
@@ -65,10 +80,12 @@ pub enum HeapError {
     },
 }
 
+/// Allocates `size` bytes with debug header and trailer; `align` 0 means the granularity.
 pub(crate) fn alloc<S: ArenaSource>(heap: &mut Heap<S>, size: usize, align: usize) -> *mut u8 {
-    let small = align == 0 && size <= heap.config().small_request_threshold() - FRONT - GUARD;
-    let front = if small { FRONT } else { RAW_FRONT.max(align) };
-    let Some(total) = size.checked_add(front + GUARD) else { return core::ptr::null_mut() };
+    let room = heap.config().small_request_threshold().saturating_sub(FRONT + TRAILER);
+    let small = align == 0 && size <= room;
+    let front = if small { FRONT } else { RAW_FRONT.next_multiple_of(align.max(16)) };
+    let Some(total) = size.checked_add(front + TRAILER) else { return core::ptr::null_mut() };
     let base = if small {
         heap.alloc_plain(total)
     } else if align == 0 {
@@ -79,89 +96,117 @@ pub(crate) fn alloc<S: ArenaSource>(heap: &mut Heap<S>, size: usize, align: usiz
     if base.is_null() {
         return base;
     }
-    // SAFETY: base is a fresh block of `total` bytes: header, user bytes and guard fit.
+    // SAFETY: base is a fresh block of `total` bytes: header, user bytes and trailer fit.
     unsafe {
         let user = base.add(front);
-        user.sub(16).cast::<u64>().write_unaligned(size as u64);
-        user.sub(8).cast::<u64>().write_unaligned(LIVE | front as u64);
+        stamp(user, size, front);
         user.write_bytes(CLEAN_BYTE, size);
-        user.add(size).write_bytes(FORBIDDEN_BYTE, GUARD);
         user
     }
 }
 
-/// Checks a free; on success frees the block and poisons it.
+/// Writes the header and guard of a live block with `size` user bytes.
 ///
 /// # Safety
-/// `p` is readable for the 32 bytes before it when it is not inside an arena (a pointer inside
-/// an arena is validated against its pool first).
-pub(crate) unsafe fn try_free<S: ArenaSource>(
-    heap: &mut Heap<S>,
-    p: *mut u8,
-) -> Result<(), HeapError> {
+/// `user - 16 .. user + size + GUARD` is writable memory of one block.
+unsafe fn stamp(user: *mut u8, size: usize, front: usize) {
+    // SAFETY: caller contract.
+    unsafe {
+        user.sub(16).cast::<u64>().write_unaligned(size as u64);
+        user.sub(8).cast::<u64>().write_unaligned(LIVE | front as u64);
+        user.add(size).write_bytes(FORBIDDEN_BYTE, GUARD);
+    }
+}
+
+/// A live block's user size and front distance, once validated.
+struct LiveBlock {
+    size: usize,
+    front: usize,
+}
+
+/// Everything a free checks, without freeing.
+///
+/// # Safety
+/// For a pointer outside every arena, the 16 bytes before it, when mapped, may be read.
+unsafe fn validate<S: ArenaSource>(heap: &Heap<S>, p: *mut u8) -> Result<LiveBlock, HeapError> {
     let address = p as usize;
     let not_ours = HeapError::NotAllocated { address };
-    if address < FRONT {
+    if address < RAW_FRONT {
         return Err(not_ours);
     }
     if heap.owns(p) {
-        // Inside an arena: the block must start on a block boundary of a classed pool.
-        let pool = PoolHeader::of(p.wrapping_sub(FRONT), heap.config().pool_size());
-        if !heap.owns(pool.cast()) {
+        // Inside an arena: the block must start on a block boundary of a carved, classed pool.
+        let c = heap.config();
+        let block_start = address - FRONT;
+        let pool = PoolHeader::of(block_start as *mut u8, c.pool_size());
+        if !heap.is_carved_pool(pool) {
             return Err(not_ours);
         }
-        // SAFETY: `pool` lies inside a live arena, so its header bytes are mapped (zero when
-        // never carved).
-        let szidx = unsafe { (*pool).szidx };
-        if szidx == NO_CLASS || szidx as usize >= heap.config().num_classes() {
+        // SAFETY: a carved pool of a live arena has an initialised header.
+        let szidx = unsafe { (*pool).szidx } as usize;
+        if szidx >= c.num_classes() {
             return Err(not_ours);
         }
-        let block = (szidx as usize + 1) * heap.config().alignment();
-        let off = (address - FRONT).wrapping_sub(pool as usize + heap.config().pool_overhead());
-        if off % block != 0 || off >= heap.config().pool_size() {
+        let class = crate::SizeClass(szidx as u8);
+        let block = c.block_size(class);
+        let off = block_start.wrapping_sub(pool as usize + c.pool_overhead());
+        if off % block != 0 || off / block >= c.blocks_per_pool(class) {
             return Err(not_ours);
         }
+    } else if !os::is_mapped(address - 16, 16) {
+        return Err(if heap.was_released(address) {
+            HeapError::FreeInReleasedArena { address }
+        } else {
+            not_ours
+        });
     }
-    // SAFETY: the header words before p are readable (checked above for arena pointers; the
-    // caller's contract for others).
+    // SAFETY: the header words before p are mapped (a validated pool block, or checked with
+    // the kernel), and reading them has no side effect.
     let (size, tag) = unsafe {
         (p.sub(16).cast::<u64>().read_unaligned() as usize, p.sub(8).cast::<u64>().read_unaligned())
     };
     let front = (tag & !MAGIC_MASK) as usize;
     match tag & MAGIC_MASK {
         LIVE => {}
-        // The size word may be a free-list link by now: report what the pool says instead.
-        FREED => return Err(HeapError::DoubleFree { address, size: freed_size(heap, p, size) }),
+        FREED => {
+            // The size word of a freed pool block is now a list link: give the block's room.
+            let size = if heap.owns(p) {
+                let pool = PoolHeader::of(p.wrapping_sub(FRONT), heap.config().pool_size());
+                // SAFETY: validated above: a classed pool header inside a live arena.
+                let szidx = unsafe { (*pool).szidx } as usize;
+                (szidx + 1) * heap.config().alignment() - FRONT - TRAILER
+            } else {
+                size
+            };
+            return Err(HeapError::DoubleFree { address, size });
+        }
         _ => return Err(not_ours),
     }
     // SAFETY: a live debug block has `size` user bytes and a guard after them.
-    let guard_ok = unsafe { core::slice::from_raw_parts(p.add(size), GUARD) }
-        .iter()
-        .all(|&b| b == FORBIDDEN_BYTE);
-    if !guard_ok {
+    let guard = unsafe { core::slice::from_raw_parts(p.add(size), GUARD) };
+    if guard.iter().any(|&b| b != FORBIDDEN_BYTE) {
         return Err(HeapError::Overrun { address, size });
     }
-    // SAFETY: the block is live and ours: poison it, mark it freed, free its base.
-    unsafe {
-        p.write_bytes(DEAD_BYTE, size + GUARD);
-        p.sub(8).cast::<u64>().write_unaligned(FREED | front as u64);
-        heap.free_plain(p.sub(front));
-    }
-    Ok(())
+    Ok(LiveBlock { size, front })
 }
 
-/// The caller's size of a freed block, as well as it can be known: the header's size word
-/// survives for raw blocks; for pool blocks it may now hold a list link, so the user part of
-/// the block is given instead.
-fn freed_size<S: ArenaSource>(heap: &Heap<S>, p: *mut u8, recorded: usize) -> usize {
-    if heap.owns(p) {
-        let pool = PoolHeader::of(p.wrapping_sub(FRONT), heap.config().pool_size());
-        // SAFETY: validated in try_free: a classed pool header inside a live arena.
-        let szidx = unsafe { (*pool).szidx } as usize;
-        (szidx + 1) * heap.config().alignment() - FRONT - GUARD
-    } else {
-        recorded
+/// Checks a free; on success frees the block and poisons it. On error nothing changes.
+///
+/// # Safety
+/// For a pointer outside every arena, the 16 bytes before it, when mapped, may be read.
+pub(crate) unsafe fn try_free<S: ArenaSource>(
+    heap: &mut Heap<S>,
+    p: *mut u8,
+) -> Result<(), HeapError> {
+    // SAFETY: forwarded contract.
+    let b = unsafe { validate(heap, p) }?;
+    // SAFETY: the block is live and ours: poison it, mark it freed, free its start.
+    unsafe {
+        p.write_bytes(DEAD_BYTE, b.size + GUARD);
+        p.sub(8).cast::<u64>().write_unaligned(FREED | b.front as u64);
+        heap.free_plain(p.sub(b.front));
     }
+    Ok(())
 }
 
 /// Frees `p` or, when the free is wrong, reports it on stderr and aborts.
@@ -175,7 +220,9 @@ pub(crate) unsafe fn free_or_abort<S: ArenaSource>(heap: &mut Heap<S>, p: *mut u
     }
 }
 
-/// Debug-mode realloc: a new block, a copy, a checked free.
+/// Debug-mode realloc, following CPython: the whole block (header and trailer included) is
+/// resized by pymalloc's own rule, so a pool block that still fits and stays above 3/4 of its
+/// class is kept in place; otherwise a new block, a copy, a checked free.
 ///
 /// # Safety
 /// As for [`try_free`].
@@ -184,21 +231,33 @@ pub(crate) unsafe fn realloc<S: ArenaSource>(
     p: *mut u8,
     size: usize,
 ) -> *mut u8 {
-    // SAFETY: read after validating in try_free below would be too late; the header read here
-    // is the same one try_free performs, under the same contract.
-    let tag = unsafe { p.sub(8).cast::<u64>().read_unaligned() };
-    if tag & MAGIC_MASK != LIVE {
-        // SAFETY: forwarded contract; this reports the bad pointer and aborts.
-        unsafe { free_or_abort(heap, p) };
-        return core::ptr::null_mut();
+    // SAFETY: forwarded contract.
+    let old = match unsafe { validate(heap, p) } {
+        Ok(b) => b,
+        Err(e) => fatal(&e),
+    };
+    if heap.owns(p)
+        && let Some(total) = size.checked_add(FRONT + TRAILER)
+    {
+        let pool = PoolHeader::of(p.wrapping_sub(FRONT), heap.config().pool_size());
+        // SAFETY: validated: a classed pool header inside a live arena.
+        let block = (unsafe { (*pool).szidx } as usize + 1) * heap.config().alignment();
+        if total <= block && 4 * total > 3 * block {
+            // SAFETY: the block holds `total` bytes from its start: re-stamp it in place.
+            unsafe {
+                if size > old.size {
+                    p.add(old.size).write_bytes(CLEAN_BYTE, size - old.size);
+                }
+                stamp(p, size, old.front);
+            }
+            return p;
+        }
     }
-    // SAFETY: a live block's size word.
-    let old = unsafe { p.sub(16).cast::<u64>().read_unaligned() } as usize;
     let new = alloc(heap, size, 0);
     if !new.is_null() {
         // SAFETY: both blocks are live and distinct; min(old, size) bytes fit in each.
         unsafe {
-            core::ptr::copy_nonoverlapping(p, new, old.min(size));
+            core::ptr::copy_nonoverlapping(p, new, old.size.min(size));
             free_or_abort(heap, p);
         }
     }

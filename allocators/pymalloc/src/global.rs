@@ -54,10 +54,17 @@ impl PyMalloc {
         {
             self.lock_contended();
         }
+        // Released on every exit from this function, a panic included (a debug build's
+        // overflow check), so a panic message can still be allocated and printed.
+        struct Unlock<'a>(&'a AtomicBool);
+        impl Drop for Unlock<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _unlock = Unlock(&self.locked);
         // SAFETY: the lock is held, so this is the only reference to the heap until release.
-        let r = f(unsafe { &mut *self.heap.get() });
-        self.locked.store(false, Ordering::Release);
-        r
+        f(unsafe { &mut *self.heap.get() })
     }
 
     #[cold]
@@ -122,8 +129,9 @@ impl Default for PyMalloc {
     }
 }
 
-// SAFETY: blocks come from the heap, aligned to at least the layout's alignment (pool blocks
-// are aligned to the block granularity, larger alignments go to posix_memalign) and at least
+// SAFETY: blocks come from the heap, aligned to at least the layout's alignment: pool blocks and
+// libc blocks are aligned to the granularity (8 or 16, within malloc's guarantee), debug headers
+// keep that alignment, and larger alignments go to posix_memalign; every block is at least
 // `layout.size()` long; dealloc and realloc pass back blocks of this allocator.
 unsafe impl GlobalAlloc for PyMalloc {
     #[inline]

@@ -54,7 +54,13 @@ pub struct Heap<S: ArenaSource = Mmap> {
     arenas_highwater: usize,
     raw_blocks: usize,
     raw_bytes: usize,
+    /// Debug mode only: the last arenas returned to the OS, so that a free into one of them can
+    /// be reported as a double free rather than read unmapped memory.
+    released: [usize; RELEASED_RING],
+    released_next: usize,
 }
+
+const RELEASED_RING: usize = 64;
 
 // SAFETY: the heap exclusively owns every arena, pool and descriptor its pointers reach; moving
 // it to another thread moves that ownership along (it is not `Sync`).
@@ -86,6 +92,8 @@ impl<S: ArenaSource> Heap<S> {
             arenas_highwater: 0,
             raw_blocks: 0,
             raw_bytes: 0,
+            released: [0; RELEASED_RING],
+            released_next: 0,
         }
     }
 
@@ -296,7 +304,30 @@ impl<S: ArenaSource> Heap<S> {
             };
             self.arenas.retire(arena);
             self.arenas_current -= 1;
+            if self.debug {
+                self.released[self.released_next % RELEASED_RING] = address;
+                self.released_next += 1;
+            }
         }
+    }
+
+    /// Debug mode: whether `p` lies in one of the last arenas returned to the OS.
+    pub(crate) fn was_released(&self, p: usize) -> bool {
+        let size = self.config.arena_size();
+        self.released.iter().any(|&a| a != 0 && p >= a && p < a + size)
+    }
+
+    /// Whether `pool` is a carved pool of a live arena (its header is initialised).
+    pub(crate) fn is_carved_pool(&self, pool: *const PoolHeader) -> bool {
+        if !self.map.contains(pool as usize) {
+            return false;
+        }
+        // SAFETY: `pool` lies inside a live arena's mapping, so its header bytes are readable
+        // (zeros when never carved).
+        let i = unsafe { (*pool).arenaindex } as usize;
+        let Some(a) = self.arenas.objs.as_slice().get(i) else { return false };
+        let p = pool as usize;
+        a.address != 0 && p >= a.first_pool(self.pool_size) && p < a.pool_address
     }
 
     /// Resizes `p` to `size` bytes, CPython's way: a pool block is kept when the new size still

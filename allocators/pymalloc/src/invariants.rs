@@ -57,7 +57,13 @@ pub(crate) fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
         while !p.is_null() {
             n += 1;
             ensure!(n <= max_pools, "usedpools list has no cycle", all, p, class);
-            ensure!(h.owns(p.cast()), "pool on usedpools lies in an arena", all, p, class);
+            ensure!(
+                h.is_carved_pool(p),
+                "pool on usedpools is a carved pool of a live arena",
+                all,
+                p,
+                class
+            );
             // SAFETY: p lies in a live arena and is on a list, so its header is initialised.
             let (count, szidx, back, next) =
                 unsafe { ((*p).count as usize, (*p).szidx, (*p).prevpool, (*p).nextpool) };
@@ -135,6 +141,25 @@ pub(crate) fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
             let block = c.block_size(class);
             let per = c.blocks_per_pool(class);
             ensure!(count <= per, "count <= blocks per pool", i, pool, count);
+            // SAFETY: header of a live classed pool.
+            let (next_off, max_off) =
+                unsafe { ((*pool).nextoffset as usize, (*pool).maxnextoffset as usize) };
+            ensure!(
+                max_off == ps - block,
+                "maxnextoffset == pool size - block size",
+                i,
+                pool,
+                max_off
+            );
+            ensure!(
+                next_off >= c.pool_overhead() + 2 * block
+                    && next_off <= ps
+                    && (next_off - c.pool_overhead()) % block == 0,
+                "nextoffset on a block boundary inside the pool",
+                i,
+                pool,
+                next_off
+            );
             // Free list: inside the pool, on block boundaries, below nextoffset, no cycle.
             // SAFETY: header of a live classed pool.
             let mut f = unsafe { (*pool).freeblock };

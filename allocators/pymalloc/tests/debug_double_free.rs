@@ -35,6 +35,50 @@ fn double_free_of_a_large_block_reports_its_size() {
 }
 
 #[test]
+fn double_free_after_the_arena_was_released_is_reported_not_a_crash() {
+    // 3.8 releases an emptied arena at once, so the second free points into unmapped memory.
+    let mut h = Heap::new(Config::builder(Preset::Cpython38).debug(true).build().unwrap());
+    let p = h.alloc(24);
+    // SAFETY: p is live; the second free is the bug under test: the debug checks ask the
+    // kernel whether the header is mapped before reading it.
+    unsafe {
+        h.try_free(p).unwrap();
+        assert_eq!(h.stats().arenas_current, 0);
+        let e = h.try_free(p).unwrap_err();
+        assert_eq!(e, HeapError::FreeInReleasedArena { address: p as usize });
+    }
+}
+
+#[test]
+fn debug_blocks_use_the_class_of_the_request_plus_32_bytes_as_in_cpython() {
+    let mut h = debug_heap();
+    let p = h.alloc(105); // 105 + 32 = 137 -> the 144-byte class
+    assert_eq!(h.stats().classes[8].blocks_in_use, 1);
+    // SAFETY: p is live; realloc keeps it in place: 100 + 32 = 132 > 3/4 of 144.
+    unsafe {
+        let q = h.realloc(p, 100);
+        assert_eq!(q, p);
+        let r = h.realloc(q, 40); // 72 <= 108: moves to the 80-byte class
+        assert_ne!(r, q);
+        assert_eq!(h.stats().classes[4].blocks_in_use, 1);
+        h.try_free(r).unwrap();
+    }
+}
+
+#[test]
+fn debug_blocks_keep_every_requested_alignment() {
+    let mut h = debug_heap();
+    for align in [8usize, 16, 32, 64, 4096] {
+        for size in [1usize, 40, 600] {
+            let p = h.alloc_aligned(size, align);
+            assert_eq!(p as usize % align, 0, "size {size} align {align}");
+            // SAFETY: live block freed once.
+            unsafe { h.try_free(p).unwrap() };
+        }
+    }
+}
+
+#[test]
 fn free_aborts_with_a_clear_message_on_double_free() {
     if std::env::var_os("PYMALLOC_DEBUG_CHILD").is_some() {
         let mut h = debug_heap();

@@ -2,7 +2,7 @@
 //! every preset and both arena policies. After every step the heap's own invariants hold, no two
 //! live blocks overlap, every block is aligned, and every live block still holds its bytes.
 //!
-//! 3 presets × 2 policies × 1,707 cases = 10,242 sequences per run.
+//! 3 presets (3.8 in debug mode) × 2 policies × 1,707 cases = 10,242 sequences per run.
 
 mod common;
 use common::{Placed, Placement, fill, holds};
@@ -122,7 +122,8 @@ fn configs() -> Vec<(Config, Placement)> {
         for (j, policy) in
             [ArenaPolicy::MostUsedFirst, ArenaPolicy::NewestFirst].into_iter().enumerate()
         {
-            let c = Config::builder(p).policy(policy).build().unwrap();
+            // Debug mode (header, guard, checked frees) under the 3.8 layout, both policies.
+            let c = Config::builder(p).policy(policy).debug(i == 1).build().unwrap();
             let placement =
                 if (i + j) % 2 == 0 { Placement::Misaligned } else { Placement::PoolAligned };
             v.push((c, placement));
