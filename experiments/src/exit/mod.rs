@@ -28,10 +28,10 @@
 //!
 //! | function | does |
 //! | --- | --- |
-//! | [`measure`] | validates [`ExitArgs`], runs every cell `--repeats` times, returns [`ExitResults`] |
-//! | [`run`] | `arenalab exit`: `measure`, then a table or `--json` |
+//! | [`measure()`] | validates [`ExitArgs`], runs every cell `--repeats` times, returns [`ExitResults`] |
+//! | [`run()`] | `arenalab exit`: `measure`, then a table or `--json` |
 //! | [`worker::run_worker`] | `arenalab worker exit`: the child |
-//! | [`render`] | `docs/process-exit.md` and its SVG timelines, from saved results only |
+//! | [`render()`] | `docs/process-exit.md` and its SVG timelines, from saved results only |
 
 pub(crate) mod page;
 pub mod worker;
@@ -550,6 +550,7 @@ fn one_run(allocator: Allocator, ending: Ending, mib_: u64, keep_timeline: bool)
     let mut raw_ns = None;
     let mut acc_ns = None;
     let mut done_at: Option<Instant> = None;
+    let mut reaped_at: Option<Instant> = None;
     loop {
         let at_ns = mono_ns();
         let sys = measure::system()?;
@@ -582,6 +583,7 @@ fn one_run(allocator: Allocator, ending: Ending, mib_: u64, keep_timeline: bool)
             recovered_before_reap = Some(acc_gain(&sys) / expected.max(1.0));
             exit = Some(child.wait()?);
             reap_ns = Some(mono_ns());
+            reaped_at = Some(Instant::now());
         }
         raws.push(Raw { at_ns, sys, child_rss: rss, state });
         // Stop once the child is reaped and the accounted figure is back. Raw MemAvailable may
@@ -591,6 +593,11 @@ fn one_run(allocator: Allocator, ending: Ending, mib_: u64, keep_timeline: bool)
             if d.elapsed() >= TAIL {
                 break;
             }
+        }
+        // Reaped a second ago and the memory still has not shown up: something else on the
+        // machine took it (or less came back than expected); stop rather than wait it out.
+        if reaped_at.is_some_and(|r| r.elapsed() > Duration::from_secs(1)) {
+            break;
         }
         if started.elapsed() > timeout {
             if exit.is_none() {
@@ -671,10 +678,12 @@ fn one_run(allocator: Allocator, ending: Ending, mib_: u64, keep_timeline: bool)
 
 /// `median (min–max)` with one decimal, or `-`.
 pub fn spread_text(s: &Option<Spread>) -> String {
+    // Rounded before printing and `+ 0.0`, so a tiny negative value never prints as "-0.0".
+    let f = |v: f64| format!("{:.1}", (v * 10.0).round() / 10.0 + 0.0);
     match s {
         None => "-".into(),
-        Some(s) if s.n == 1 || (s.max - s.min).abs() < 0.05 => format!("{:.1}", s.median),
-        Some(s) => format!("{:.1} ({:.1}–{:.1})", s.median, s.min, s.max),
+        Some(s) if s.n == 1 || (s.max - s.min).abs() < 0.05 => f(s.median),
+        Some(s) => format!("{} ({}–{})", f(s.median), f(s.min), f(s.max)),
     }
 }
 

@@ -125,13 +125,30 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
         }
     ));
     md.push_str(COLUMNS);
+    let (mut same, mut all) = (0, 0);
+    for run in results.cells.iter().flat_map(|c| &c.runs) {
+        if let (Some(z), Some(b)) = (run.exit_ms, run.release_accounted_ms) {
+            all += 1;
+            if b <= z + 1.0 {
+                same += 1;
+            }
+        }
+    }
+    md.push_str(&format!(
+        "\nIn {same} of {all} runs the memory was already back (by the rule above) at the first \
+         sample that showed the child as a zombie, within 1 ms: the teardown happens before the \
+         process becomes a zombie, not at `wait`.\n"
+    ));
 
     md.push_str("\n## The child's own accounting\n\n");
     md.push_str(
         "What the child said about itself while alive (first run of each cell): its RSS read from \
          its own `/proc/self/smaps_rollup`, and the allocator's figures from \
-         `lineup::Allocator::stats`. For `free-return`, the same after freeing, just before it \
-         returned: this is what the allocator kept, which the exit then gave back anyway.\n\n",
+         `lineup::Allocator::stats` (their own accounting: block sizes are rounded up to size \
+         classes, and per-thread counters may be merged lazily, so they differ from the \
+         requested total by a few percent). For `free-return`, the same after freeing, just \
+         before it returned: this is what the allocator kept, which the exit then gave back \
+         anyway.\n\n",
     );
     let h: Vec<String> = [
         "allocator",
@@ -247,25 +264,28 @@ is the time spent before that:
 
 A zombie — ended, not yet reaped by its parent — holds no memory: its `/proc/PID/status` has no \
 `VmRSS` line at all, and `MemAvailable` has already risen before the parent calls `wait`. A \
-parent that never reaps its children leaks process-table entries, not memory.
+parent that never reaps its children leaks process-table entries (a little kernel memory each), not
+the memory its children used.
 
 The kernel's teardown itself costs time in proportion to the pages it frees, and page size \
 matters: an allocator whose memory sits on transparent huge pages (2 MiB each; the **on huge \
 pages** column, `AnonHugePages` of `smaps_rollup`) is torn down hundreds of times faster per \
 byte than one on 4 KiB pages.
 
-`MemAvailable` lags a large release a little: freed pages first go to per-CPU free lists, which \
-`MemFree` and `MemAvailable` do not count until they drain. The table gives both times: \
-`MemAvailable` alone, and `MemAvailable` plus the per-CPU free pages (`/proc/zoneinfo`, \
-`pagesets`, `count:`).
+`MemAvailable` lags a large release: freed pages first go to per-CPU free lists, which \
+`MemFree` and `MemAvailable` do not count until they drain (on this kernel the lists can hold \
+over a hundred MiB per CPU, and drain over seconds). The release time is therefore taken on \
+`MemAvailable` *plus* the per-CPU free pages (`/proc/zoneinfo`, `pagesets`, `count:`); the \
+table also shows how much of the memory `MemAvailable` alone showed by the end of sampling.
 ";
 
 const COLUMNS: &str = "\
 Columns: **status** how the child ended (`wait4`); **alive RSS** the child's RSS read by the \
 parent from `/proc/PID/smaps_rollup` while it waited; **on huge pages** how much of it was on \
 transparent huge pages; **peak** `ru_maxrss` from `wait4`; \
-**end→zombie** from the end until `/proc/PID/stat` showed `Z`; **end→MemAvailable** and \
-**end→+per-CPU** until the release rule was met; **zombie VmRSS** the zombie's `VmRSS` (0 when \
+**end→zombie** from the end until `/proc/PID/stat` showed `Z`; **end→back** until the \
+release rule was met; **MemAvailable alone** the share of the child's anonymous memory raw \
+`MemAvailable` showed when sampling stopped (the rest still on per-CPU lists); **zombie VmRSS** the zombie's `VmRSS` (0 when \
 the line is absent, as it is for every zombie); **back before reap** the share of the child's \
 anonymous memory already available again (MemAvailable plus per-CPU pages) when the parent \
 reaped it, after holding the zombie for 20 ms. System-wide figures move with everything else \

@@ -26,10 +26,10 @@
 //! | item | is |
 //! | --- | --- |
 //! | [`Pool`] | a pool of worker processes with [`Pool::shutdown`] and a chosen [`OnDrop`] |
-//! | [`measure`] | runs the scenarios, returns [`PoolResults`] |
-//! | [`run`] | `arenalab pool`: `measure`, then a table or `--json` |
-//! | [`worker::run_worker`] | `arenalab worker pool worker|parent` |
-//! | [`render`] | `docs/process-pool.md` and its timelines, from saved results only |
+//! | [`measure()`] | runs the scenarios, returns [`PoolResults`] |
+//! | [`run()`] | `arenalab pool`: `measure`, then a table or `--json` |
+//! | [`worker::run_worker`] | `arenalab worker pool worker` and `... parent` |
+//! | [`render()`] | `docs/process-pool.md` and its timelines, from saved results only |
 
 mod page;
 pub mod worker;

@@ -78,8 +78,8 @@ returns, the kernel takes the whole address space back at exit (see \
 [process-exit.md](process-exit.md)), and not a page before. So the memory question for a pool \
 is a lifetime question: who ends the workers, and when?
 
-- **Shut down and joined**: every worker is signalled, waited for and reaped; the memory is \
-  back within milliseconds.
+- **Shut down and joined**: every worker is signalled, waited for and reaped; the memory comes
+  back as each worker ends.
 - **A handle dropped without shutdown**: a pool handle that only holds `std::process::Child` \
   values does nothing on drop (std neither kills nor waits), so the workers live on, each \
   holding its memory, with nobody left who knows their pids. A correct `Drop` does what \
