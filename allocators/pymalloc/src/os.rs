@@ -16,7 +16,8 @@ pub const PAGE: usize = 4096;
 /// # Safety
 /// An implementation must return, from `map`, either `None` or the start of `size` bytes of
 /// readable and writable memory, aligned to `align` (a power of two, at least [`PAGE`]), that
-/// nothing else uses until it is passed back to `unmap`, and that reads as zeros when fresh.
+/// nothing else uses until it is passed back to `unmap`. Its contents may be anything (the heap
+/// writes every header before reading it).
 /// `map` and `unmap` must not allocate through the global allocator (the heap may *be* the
 /// global allocator and holds its lock while calling them).
 pub unsafe trait ArenaSource {
@@ -43,6 +44,79 @@ unsafe impl ArenaSource for Mmap {
     unsafe fn unmap(&mut self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: the caller passes back one whole mapping from `map`.
         unsafe { unmap(ptr, size) }
+    }
+}
+
+/// **Not CPython's behaviour**: an arena source that keeps up to `limit` released arenas mapped
+/// and hands them out again, instead of returning them to the OS.
+///
+/// It exists to measure what pymalloc pays for giving memory back: with it, an arena that
+/// empties stays resident (no `munmap`), and the next arena needs no `mmap` and no page faults.
+/// The benchmarks run the heap with both sources; the retention experiments use only [`Mmap`].
+///
+/// ```
+/// use pymalloc::{Config, Heap, os::Cached};
+/// let mut heap = Heap::with_source(Config::CPYTHON_3_8, Cached::new(8));
+/// let p = heap.alloc(32);
+/// // SAFETY: p is live and freed once.
+/// unsafe { heap.free(p) }; // 3.8 releases the emptied arena: into the cache, not to the OS
+/// assert_eq!((heap.stats().arenas_current, heap.source().cached()), (0, 1));
+/// let q = heap.alloc(32); // the cached arena comes back
+/// assert_eq!(heap.source().cached(), 0);
+/// # unsafe { heap.free(q) };
+/// ```
+#[derive(Debug)]
+pub struct Cached {
+    limit: usize,
+    /// Arenas kept: (address, size). At most `limit`, and at most 64 entries.
+    kept: [(usize, usize); 64],
+    len: usize,
+}
+
+impl Cached {
+    /// A cache keeping at most `limit` arenas (at most 64).
+    pub const fn new(limit: usize) -> Cached {
+        Cached { limit: if limit > 64 { 64 } else { limit }, kept: [(0, 0); 64], len: 0 }
+    }
+
+    /// Arenas kept mapped now.
+    pub fn cached(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Cached {
+    fn drop(&mut self) {
+        for &(a, size) in &self.kept[..self.len] {
+            // SAFETY: each kept arena is one whole mapping handed back by the heap, unused.
+            unsafe { unmap(NonNull::new_unchecked(a as *mut u8), size) };
+        }
+    }
+}
+
+// SAFETY: hands out either a kept arena (a whole mapping the heap gave back and no longer
+// uses) of the same size and alignment, or a fresh mapping from `map_aligned`; never allocates.
+unsafe impl ArenaSource for Cached {
+    fn map(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        if let Some(i) =
+            self.kept[..self.len].iter().position(|&(a, s)| s == size && a % align == 0)
+        {
+            let (a, _) = self.kept[i];
+            self.len -= 1;
+            self.kept[i] = self.kept[self.len];
+            return NonNull::new(a as *mut u8);
+        }
+        map_aligned(size, align)
+    }
+
+    unsafe fn unmap(&mut self, ptr: NonNull<u8>, size: usize) {
+        if self.len < self.limit {
+            self.kept[self.len] = (ptr.as_ptr() as usize, size);
+            self.len += 1;
+        } else {
+            // SAFETY: the caller passes back one whole mapping, no longer used.
+            unsafe { unmap(ptr, size) }
+        }
     }
 }
 
