@@ -36,7 +36,10 @@
 //!   (1000 in the bundled v3), purged: decommitted (`MADV_DONTNEED`) so it leaves the RSS. Purging
 //!   happens as a side effect of later allocator calls, so an idle process keeps its freed pages.
 //!   `mi_collect(true)` collects and purges at once. Knob: `purge_delay` (0 purges at once, -1
-//!   never).
+//!   never). On Linux the bundled v3 also asks for transparent huge pages on its arena
+//!   reservations (`madvise(MADV_HUGEPAGE)`, option `allow_thp`, on by default), so even in the
+//!   kernel's `madvise` THP mode most of its memory can sit on 2 MiB pages (arenalab's `exit`
+//!   experiment reports how much, from `AnonHugePages`).
 //! - **jemalloc** ([`Allocator::Jemalloc`]). Freed small objects first sit in the thread's cache
 //!   (tcache), then in their slab; empty extents become *dirty* pages, which decay over
 //!   `dirty_decay_ms` (10 s) into *muzzy* pages (`MADV_FREE`, reclaimable by the kernel but still
