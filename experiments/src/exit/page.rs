@@ -193,6 +193,47 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
     }
     md.push_str(&markdown_table(&h, &rows));
 
+    md.push_str("\n## The system's view\n\n");
+    md.push_str(
+        "`MemAvailable` around each child (first run of each cell), in MiB, alone and with the \
+         free pages on the per-CPU lists added (`+pcp`): how far it fell while the child was alive \
+         (before → alive), and how much came back by the time the child was an unreaped zombie \
+         (alive → zombie). `MemAvailable` alone can look as if nothing happened: a child that \
+         takes its pages from the per-CPU lists (filled by the previous child's exit) does not \
+         lower it, and a dying child's pages go back to those lists first. On a shared machine \
+         every other process moves these figures too.\n\n",
+    );
+    let h: Vec<String> = [
+        "allocator",
+        "ending",
+        "before → alive",
+        "before → alive +pcp",
+        "alive → zombie",
+        "alive → zombie +pcp",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let mut rows = Vec::new();
+    let raw = |s: &crate::measure::SystemMemory| s.mem_available_bytes as f64;
+    let acc = |s: &crate::measure::SystemMemory| (s.mem_available_bytes + s.pcp_free_bytes) as f64;
+    let d = |from: f64, to: f64| {
+        format!("{:+.1}", ((to - from) / (1u64 << 20) as f64 * 10.0).round() / 10.0 + 0.0)
+    };
+    for c in &results.cells {
+        let Some(run) = c.runs.first() else { continue };
+        let (b, a) = (&run.system_before, &run.system_alive);
+        let z = run.system_zombie.as_ref();
+        rows.push(vec![
+            c.allocator.to_string(),
+            c.ending.name().to_string(),
+            d(raw(b), raw(a)),
+            d(acc(b), acc(a)),
+            z.map_or("-".into(), |z| d(raw(a), raw(z))),
+            z.map_or("-".into(), |z| d(acc(a), acc(z))),
+        ]);
+    }
+    md.push_str(&markdown_table(&h, &rows));
+
     md.push_str("\n## Timelines\n\n");
     md.push_str(
         "One chart per ending, from the first run of each cell. x: milliseconds from the end \
