@@ -393,21 +393,40 @@ impl Recorder {
     }
 
     fn sample(&mut self) -> PoolSample {
-        let mut live = 0;
-        let mut rss = 0;
-        for &pid in &self.pids {
-            if procs::is_running(pid) {
-                live += 1;
-                rss += vm_rss(pid).unwrap_or(0);
-            }
-        }
-        let now = Instant::now();
-        if live == 0 && self.key.is_some() && self.zero_at.is_none() {
-            self.zero_at = Some(now);
-        }
-        let s = PoolSample { t_ms: self.ms(now), live, rss_bytes: rss };
-        self.timeline.push(s);
+        let s = sample_of(&self.pids, self.t0);
+        self.push(s);
         s
+    }
+
+    fn push(&mut self, s: PoolSample) {
+        if s.live == 0 && self.key.is_some() && self.zero_at.is_none() {
+            self.zero_at = Some(self.t0 + Duration::from_secs_f64(s.t_ms / 1e3));
+        }
+        self.timeline.push(s);
+    }
+
+    /// Runs `f` (a blocking shutdown, drop or kill) while a helper thread keeps sampling, so
+    /// the timeline shows the workers ending one by one instead of a gap.
+    fn during<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (pids, t0) = (self.pids.clone(), self.t0);
+        let (r, samples) = std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                let mut v = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    v.push(sample_of(&pids, t0));
+                    std::thread::sleep(STEP / 5);
+                }
+                v
+            });
+            let r = f();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (r, sampler.join().unwrap_or_default())
+        });
+        for s in samples {
+            self.push(s);
+        }
+        r
     }
 
     /// Samples every [`STEP`] for `d`; stops early once no worker is left after the key event
@@ -452,6 +471,19 @@ impl Recorder {
             timeline: self.timeline,
         }
     }
+}
+
+/// Live workers among `pids` and their summed VmRSS, now.
+fn sample_of(pids: &[i32], t0: Instant) -> PoolSample {
+    let mut live = 0;
+    let mut rss = 0;
+    for &pid in pids {
+        if procs::is_running(pid) {
+            live += 1;
+            rss += vm_rss(pid).unwrap_or(0);
+        }
+    }
+    PoolSample { t_ms: Instant::now().duration_since(t0).as_secs_f64() * 1e3, live, rss_bytes: rss }
 }
 
 fn vm_rss(pid: i32) -> Option<u64> {
@@ -540,14 +572,14 @@ fn run_scenario(s: Scenario, args: &PoolArgs) -> Result<ScenarioResult> {
                 Scenario::ShutdownJoin => {
                     rec.watch(BEFORE);
                     rec.key_event("shutdown: SIGTERM, wait, reap");
-                    pool.shutdown()?;
+                    rec.during(|| pool.shutdown())?;
                     rec.event("shutdown returned");
                     rec.watch(OBSERVE / 2);
                 }
                 _ => {
                     rec.watch(BEFORE);
                     rec.key_event("handle dropped (correct Drop)");
-                    drop(pool);
+                    rec.during(|| drop(pool));
                     rec.event("drop returned");
                     rec.watch(OBSERVE / 2);
                 }
@@ -651,7 +683,7 @@ fn parent_killed(rec: &mut Recorder, fix: Fix, k: usize, m: u64, a: Allocator) -
     rec.event("pool parent up, every worker ready and busy");
     rec.watch(BEFORE);
     rec.key_event("pool parent SIGKILLed");
-    parent.kill()?;
+    rec.during(|| parent.kill())?;
     rec.watch(OBSERVE);
     rec.event("experiment cleans up: SIGKILL and reap what is left");
     let n = orphans.clean_up();

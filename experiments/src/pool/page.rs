@@ -23,7 +23,11 @@ pub fn render(results: &PoolResults, docs: &Path) -> Result<()> {
         "\n_to zero workers_: from the key event (shutdown, drop, the parent's SIGKILL) until no \
          worker was alive; `never` means they outlived the observation. _left for clean-up_: \
          workers arenalab itself had to SIGKILL and reap afterwards, because nothing else \
-         would have.\n\n## Timelines\n\n",
+         would have.\n\n## Timelines\n\nThick line: the workers' summed `VmRSS`; thin line: \
+         live workers × M MiB. While a shutdown, a drop or a kill is under way a second thread \
+         keeps sampling. The summed RSS can fall before the live count does: a worker's address \
+         space is torn down (its `VmRSS` shrinking as pages are unmapped) before it becomes a \
+         zombie, and a zombie no longer counts as live.\n\n",
     );
     for s in &results.scenarios {
         let per_worker = results.mib as f64;
