@@ -689,7 +689,9 @@ pub fn run(args: &BenchReportArgs) -> Result<()> {
     } else {
         let r = collect(args)?;
         results::save(&docs, RESULTS_NAME, &r)?;
-        r
+        // Render from the file just written, not from memory, so the page is exactly what
+        // `--render-only` (and `arenalab render`) make of the committed JSON.
+        results::load::<BenchResults>(&docs, RESULTS_NAME)?.unwrap_or(r)
     };
     render(&results, &docs)?;
     let by_group: BTreeMap<&str, usize> =
