@@ -48,7 +48,7 @@ impl Visit for SizeGroup<'_, '_> {
 }
 
 fn size_group(c: &mut Criterion) {
-    let mut g = group(c, "size", 300, 1000, 50);
+    let mut g = group(c, "size", 300, 800, 40);
     g.throughput(Throughput::Elements(1));
     each_contender(&mut SizeGroup(&mut g));
     g.finish();
@@ -173,7 +173,7 @@ impl Visit for PortsGroup<'_, '_> {
 }
 
 fn ports_group(c: &mut Criterion) {
-    let mut g = group(c, "ports", 300, 1000, 30);
+    let mut g = group(c, "ports", 300, 800, 30);
     each_contender(&mut PortsGroup(&mut g));
     g.finish();
 }

@@ -13,6 +13,13 @@ pub const ALIGN: usize = 8;
 /// The benchmark-id name of the direct, unlocked pymalloc heap.
 pub const HEAP_NAME: &str = "pymalloc-heap";
 
+/// The benchmark-id name of the same heap with an arena cache (not CPython's behaviour).
+pub const CACHED_HEAP_NAME: &str = "pymalloc-heap-cached";
+
+/// Arenas the cached heap keeps mapped: 64 MiB of 1 MiB arenas, enough for every workload here
+/// (the largest, `scaling` at a million 64 B blocks, needs 63).
+pub const CACHED_ARENAS: usize = 64;
+
 /// An allocator under test: allocate `size` bytes, free a block given its size.
 pub trait Contender {
     /// Allocates `size` bytes (`size > 0`); never returns null (aborts on out-of-memory).
@@ -46,6 +53,7 @@ impl Global {
     }
 }
 
+#[inline(always)]
 fn layout(size: usize) -> Layout {
     debug_assert!(size > 0, "GlobalAlloc needs a non-zero size");
     match Layout::from_size_align(size, ALIGN) {
@@ -74,10 +82,10 @@ impl Contender for Global {
     }
 }
 
-impl Contender for pymalloc::Heap {
+impl<S: pymalloc::ArenaSource> Contender for pymalloc::Heap<S> {
     #[inline]
     fn alloc(&mut self, size: usize) -> *mut u8 {
-        let p = pymalloc::Heap::alloc(self, size);
+        let p = pymalloc::Heap::<S>::alloc(self, size);
         if p.is_null() {
             std::alloc::handle_alloc_error(layout(size));
         }
@@ -87,13 +95,23 @@ impl Contender for pymalloc::Heap {
     #[inline]
     unsafe fn free(&mut self, p: *mut u8, _size: usize) {
         // SAFETY: the caller guarantees `p` is a live block of this heap.
-        unsafe { pymalloc::Heap::free(self, p) }
+        unsafe { pymalloc::Heap::<S>::free(self, p) }
     }
 }
 
 /// A fresh pymalloc heap with CPython 3.10's parameters, as the fifth contender.
 pub fn heap() -> pymalloc::Heap {
     pymalloc::Heap::new(pymalloc::Config::CPYTHON_3_10)
+}
+
+/// A fresh pymalloc heap with CPython 3.10's parameters whose arena source keeps up to
+/// [`CACHED_ARENAS`] released arenas mapped instead of unmapping them ([`pymalloc::os::Cached`]).
+/// Not CPython's behaviour: it measures what giving arenas back to the OS costs.
+pub fn cached_heap() -> pymalloc::Heap<pymalloc::os::Cached> {
+    pymalloc::Heap::with_source(
+        pymalloc::Config::CPYTHON_3_10,
+        pymalloc::os::Cached::new(CACHED_ARENAS),
+    )
 }
 
 /// The four process-global allocators of the registry, in registry order.

@@ -1,6 +1,6 @@
 //! The workloads behind arenalab's criterion benchmarks, one module per benchmark group.
 //!
-//! Each benchmark compares five contenders in one run of one binary:
+//! Each benchmark compares six contenders in one run of one binary:
 //!
 //! | id name         | what is called                                                       |
 //! |-----------------|----------------------------------------------------------------------|
@@ -9,10 +9,13 @@
 //! | `jemalloc`      | tikv-jemallocator's `GlobalAlloc`                                    |
 //! | `pymalloc`      | `pymalloc::PyMalloc`: one pymalloc heap behind a spin lock           |
 //! | `pymalloc-heap` | `pymalloc::Heap` called directly: no lock, no `Layout`, one thread   |
+//! | `pymalloc-heap-cached` | the same heap, but emptied arenas stay mapped in a cache (`pymalloc::os::Cached`, not CPython's behaviour) |
 //!
-//! The first four come from the [`lineup`] registry; the fifth is added here through the small
+//! The first four come from the [`lineup`] registry; the heaps are added here through the small
 //! [`Contender`] trait, so each workload is written once, generic over the allocator, and
-//! monomorphised per contender. Benchmark ids read `group/pattern/allocator/size`.
+//! monomorphised per contender. The cached heap is there to measure what pymalloc pays for
+//! giving emptied arenas back to the OS (`munmap`, then `mmap` and a page fault per page when
+//! the memory is needed again). Benchmark ids read `group/pattern/allocator/size`.
 //!
 //! Rules every workload keeps, so that the comparison is about the allocator:
 //! * every block is written to after allocation, one byte per cache line plus the last byte
@@ -34,7 +37,7 @@ pub mod scaling;
 pub mod size;
 pub mod threads;
 
-use contender::{Contender, HEAP_NAME, globals, heap};
+use contender::{CACHED_HEAP_NAME, Contender, HEAP_NAME, cached_heap, globals, heap};
 
 /// Something run once per contender: a benchmark body generic over the allocator.
 pub trait Visit {
@@ -42,14 +45,17 @@ pub trait Visit {
     fn visit<C: Contender>(&mut self, name: &str, contender: &mut C);
 }
 
-/// Runs `v` for the four registry allocators, then for a fresh pymalloc [`pymalloc::Heap`]
-/// (dropped afterwards, so its arenas go back).
+/// Runs `v` for the four registry allocators, then for a fresh pymalloc [`pymalloc::Heap`] and
+/// a fresh cached one (each dropped afterwards, so its arenas go back).
 pub fn each_contender<V: Visit>(v: &mut V) {
     for mut g in globals() {
         v.visit(g.name(), &mut g);
     }
     let mut h = heap();
     v.visit(HEAP_NAME, &mut h);
+    drop(h);
+    let mut h = cached_heap();
+    v.visit(CACHED_HEAP_NAME, &mut h);
 }
 
 #[cfg(test)]
@@ -58,6 +64,10 @@ mod tests {
 
     /// Blocks a heap still holds, small (in pools) and large (handed to libc).
     fn live_blocks(h: &pymalloc::Heap) -> usize {
+        live_blocks_generic(h)
+    }
+
+    fn live_blocks_generic<S: pymalloc::ArenaSource>(h: &pymalloc::Heap<S>) -> usize {
         let s = h.stats();
         s.classes.iter().map(|c| c.blocks_in_use).sum::<usize>() + s.raw_blocks_current
     }
@@ -70,10 +80,13 @@ mod tests {
     }
 
     #[test]
-    fn five_contenders_in_registry_order_then_the_heap() {
+    fn six_contenders_in_registry_order_then_the_heaps() {
         let mut names = Names(Vec::new());
         each_contender(&mut names);
-        assert_eq!(names.0, ["system", "mimalloc", "jemalloc", "pymalloc", "pymalloc-heap"]);
+        assert_eq!(
+            names.0,
+            ["system", "mimalloc", "jemalloc", "pymalloc", "pymalloc-heap", "pymalloc-heap-cached"]
+        );
     }
 
     #[test]
@@ -128,6 +141,21 @@ mod tests {
     /// Serialises the tests that use the process-wide `pymalloc` global, whose block counts one
     /// of them compares before and after.
     static GLOBAL_PYMALLOC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn the_cached_heap_keeps_emptied_arenas_mapped_for_the_next_round() {
+        let mut h = cached_heap();
+        let mut ptrs = vec![core::ptr::null_mut(); 100_000];
+        scaling::run(&mut h, &mut ptrs);
+        // 100000 blocks of 64 B need 6.4 MB of pools: more than one 1 MiB arena. All but the
+        // one CPython keeps went back, into the cache rather than to the OS.
+        let stats = h.stats();
+        assert!(stats.arenas_highwater > 1);
+        assert_eq!(h.source().cached(), stats.arenas_highwater - stats.arenas_current);
+        scaling::run(&mut h, &mut ptrs);
+        assert_eq!(h.stats().arenas_allocated_total, h.stats().arenas_highwater as u64 * 2 - 1);
+        assert_eq!(live_blocks_generic(&h), 0);
+    }
 
     #[test]
     fn workloads_run_on_every_global_allocator() {

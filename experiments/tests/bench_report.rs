@@ -190,3 +190,29 @@ fn run_saves_the_figures_and_render_only_reads_them_back() {
     assert!(docs.join("benchmarks.md").is_file());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_cached_heap_gets_its_own_target_rows_only_when_measured() {
+    let (dir, r) = collected("cached");
+    assert!(bench_report::cached_targets(&r).is_empty());
+    let root = dir.join("criterion");
+    write_bench(
+        &root,
+        "new",
+        ("order", "shuffled", "pymalloc-heap-cached", "1000"),
+        1000,
+        10_000.0,
+    );
+    let r = bench_report::collect(&args(&root, &dir.join("docs"))).unwrap();
+    assert_eq!(r.allocators("order").last().unwrap(), "pymalloc-heap-cached");
+    let t = bench_report::cached_targets(&r);
+    assert_eq!(t.len(), 3);
+    // 10 ns against the better of 20 (mimalloc) and 25 (jemalloc); glibc's 100 is 10x slower.
+    assert!(close(t[0].worst.unwrap(), 0.5) && t[0].met() == Some(true));
+    assert!(close(t[1].worst.unwrap(), 10.0) && t[1].met() == Some(true));
+    assert_eq!((t[2].rows, t[2].met()), (0, None));
+    bench_report::render(&r, &dir.join("docs")).unwrap();
+    let md = std::fs::read_to_string(dir.join("docs").join("benchmarks.md")).unwrap();
+    assert!(md.contains("| 0.50 | order/shuffled/1000 | 1 | met |"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
