@@ -10,7 +10,7 @@
 //!   The median, not the mean, because the benchmark machine has two cores shared with other
 //!   work, and a median shrugs off the samples a neighbour's burst spoils. The results are saved
 //!   as `docs/results/benchmarks.json`.
-//! * [`render`] reads only those results and writes the page: a table per group, each time also
+//! * [`render()`] reads only those results and writes the page: a table per group, each time also
 //!   given as a ratio to mimalloc (ratios from one run are what survives a noisy machine), an SVG
 //!   chart per group, and a summary that checks pymalloc against its performance targets
 //!   ([`targets`]), computed from the figures, never typed in.
