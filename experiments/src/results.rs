@@ -104,12 +104,22 @@ unsafe extern "C" {
 
 /// The docs/ folder of the workspace this binary was built from.
 pub fn default_docs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("docs")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).join("docs")
 }
 
 /// `docs/results/<name>.json`.
 pub fn results_path(docs: &Path, name: &str) -> PathBuf {
     docs.join("results").join(format!("{name}.json"))
+}
+
+/// A results document as pretty JSON with a final newline: what `save` writes and `--json`
+/// prints.
+pub fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Failed(format!("serialising results: {e}")))?;
+    text.push('\n');
+    Ok(text)
 }
 
 /// Writes a results document as pretty JSON, creating docs/results/ if needed.
@@ -118,9 +128,7 @@ pub fn save<T: Serialize>(docs: &Path, name: &str, value: &T) -> Result<PathBuf>
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(Error::failed(dir.display()))?;
     }
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::Failed(format!("serialising {name}: {e}")))?;
-    text.push('\n');
+    let text = to_json(value)?;
     std::fs::write(&path, text).map_err(Error::failed(path.display()))?;
     Ok(path)
 }

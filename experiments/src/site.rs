@@ -3,7 +3,7 @@
 //! nothing is typed in by hand.
 
 use crate::error::Result;
-use crate::render::{markdown_table, write_file};
+use crate::render::{group_digits, markdown_table, write_file};
 use crate::retention::{RetentionResults, Run};
 use lineup::Allocator;
 use std::fmt::Write as _;
@@ -58,19 +58,6 @@ pub fn render(r: &Results, docs: &Path) -> Result<Vec<PathBuf>> {
 fn mib(bytes: f64) -> String {
     let m = bytes / (1u64 << 20) as f64;
     format!("{:.1} MiB", if m.abs() < 0.05 { 0.0 } else { m })
-}
-
-/// 1000000 → "1,000,000".
-fn count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 fn run<'a>(
@@ -198,7 +185,7 @@ fn claim_list(r: &RetentionResults) -> Option<Verdict> {
     let full_pct = pct(full, p);
     let pins = kept_spread.is_some_and(|(k, pk)| pct(k, pk) > 50.0);
     let short = if full_pct < 10.0 && pins {
-        "True only when some objects of the list survive: freeing the whole list gives the memory back (all but one arena); a few survivors scattered through it keep almost all of it.".to_string()
+        "True only when some objects of the list survive (pymalloc, CPython's allocator): freeing the whole list gives the memory back, all but one arena; a few survivors scattered through it keep almost all of it.".to_string()
     } else if full_pct < 10.0 {
         "False for pymalloc here: freeing the whole list gave the memory back.".to_string()
     } else {
@@ -207,7 +194,7 @@ fn claim_list(r: &RetentionResults) -> Option<Verdict> {
     let mut ev = format!(
         "With pymalloc (CPython's allocator, modelled), {} objects of {} B took {} above the baseline. \
          After freeing all of them, {} ({:.0} %) stayed",
-        count(r.objects),
+        group_digits(r.objects),
         r.size,
         mib(p),
         mib(full),
@@ -333,7 +320,7 @@ fn allocators_page(r: &RetentionResults) -> String {
         {
             facts.push(format!(
                 "`seed` ({} × {} B): {} after allocating, **{}** after freeing everything, **{}** after {}.",
-                count(r.objects),
+                group_digits(r.objects),
                 r.size,
                 mib(p),
                 mib(f),
@@ -474,8 +461,12 @@ fn index_page(r: &Results, claims: &[(&'static str, Option<Verdict>); 3]) -> Str
             Some(v) => {
                 let _ = write!(
                     md,
-                    "**{}** See [{}]({}) and [claims.md](claims.md).\n\n",
-                    v.short, v.page, v.page
+                    "The seed question's answer claimed: *{}*\n\n**Verdict: {}** See [{}]({}) and \
+                     [claims.md](claims.md).\n\n",
+                    claims[i].0.split_once(' ').map_or(claims[i].0, |(_, rest)| rest),
+                    v.short,
+                    v.page,
+                    v.page
                 );
             }
             None => md.push_str("_Not measured yet._\n\n"),
@@ -555,7 +546,7 @@ fn seed_table(r: &RetentionResults) -> String {
         .collect();
     format!(
         "RSS above baseline, {} objects of {} B, freed all at once (the `seed` workload):\n\n{}\n",
-        count(r.objects),
+        group_digits(r.objects),
         r.size,
         markdown_table(&header, &rows)
     )

@@ -731,9 +731,7 @@ pub fn table(results: &ExitResults) -> (Vec<String>, Vec<Vec<String>>) {
 pub fn run(args: &ExitArgs) -> Result<()> {
     let results = measure(args)?;
     if args.json {
-        let text = serde_json::to_string_pretty(&results)
-            .map_err(|e| Error::Failed(format!("serialising results: {e}")))?;
-        println!("{text}");
+        print!("{}", crate::results::to_json(&results)?);
         return Ok(());
     }
     let (header, rows) = table(&results);

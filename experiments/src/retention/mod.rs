@@ -397,14 +397,7 @@ fn command_line() -> String {
 pub fn run(args: &RetentionArgs) -> Result<()> {
     let results = measure(args)?;
     let mut out = std::io::stdout().lock();
-    let text = if args.json {
-        let mut s = serde_json::to_string_pretty(&results.runs)
-            .map_err(|e| Error::Failed(format!("serialising results: {e}")))?;
-        s.push('\n');
-        s
-    } else {
-        tables(&results)
-    };
+    let text = if args.json { crate::results::to_json(&results.runs)? } else { tables(&results) };
     out.write_all(text.as_bytes()).map_err(Error::failed("writing to stdout"))
 }
 
