@@ -2,6 +2,7 @@
 //! (phases, sizes, ...).
 
 use crate::error::{Error, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// One line or bar group member: a label (e.g. an allocator) and one value per category.
@@ -27,13 +28,17 @@ fn y_range(series: &[Series]) -> (f64, f64) {
     (if lo < 0.0 { lo - 0.05 * span } else { 0.0 }, hi + 0.08 * span)
 }
 
-/// A line chart: categories along x (evenly spaced, labelled), one line with markers per series.
-/// Returns the SVG document.
-pub fn line_chart(
+/// The drawing area every chart of this module is drawn on.
+type Frame<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws the common frame (caption, axes labelled with the categories, y label, legend) and lets
+/// `body` draw the series into it. Returns the SVG document.
+fn framed(
     title: &str,
     categories: &[String],
     y_label: &str,
     series: &[Series],
+    body: impl FnOnce(&mut Frame<'_, '_>) -> Result<()>,
 ) -> Result<String> {
     let mut svg = String::new();
     {
@@ -65,6 +70,28 @@ pub fn line_chart(
             .y_desc(y_label)
             .draw()
             .map_err(err)?;
+        body(&mut chart)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// A line chart: categories along x (evenly spaced, labelled), one line with markers per series.
+/// Returns the SVG document.
+pub fn line_chart(
+    title: &str,
+    categories: &[String],
+    y_label: &str,
+    series: &[Series],
+) -> Result<String> {
+    framed(title, categories, y_label, series, |chart| {
         for (k, s) in series.iter().enumerate() {
             let (r, g, b) = super::series_color(&s.label, k);
             let color = RGBColor(r, g, b);
@@ -81,16 +108,8 @@ pub fn line_chart(
                 .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// A grouped bar chart: one group per category, one bar per series in each group.
@@ -100,36 +119,7 @@ pub fn bar_chart(
     y_label: &str,
     series: &[Series],
 ) -> Result<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let (lo, hi) = y_range(series);
-        let n = categories.len().max(1);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), lo..hi)
-            .map_err(err)?;
-        let cats = categories.to_vec();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(RGBColor(240, 240, 240))
-            .x_labels(n)
-            .x_label_formatter(&move |x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < cats.len() {
-                    cats[i as usize].clone()
-                } else {
-                    String::new()
-                }
-            })
-            .y_desc(y_label)
-            .draw()
-            .map_err(err)?;
+    framed(title, categories, y_label, series, |chart| {
         let k_all = series.len().max(1) as f64;
         let group = 0.8;
         let w = group / k_all;
@@ -151,16 +141,8 @@ pub fn bar_chart(
                 Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
             });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 #[cfg(test)]
