@@ -628,34 +628,25 @@ fn group_chart(r: &BenchResults, group: &str) -> Result<String> {
                 }
             })
             .collect();
-    if group == "scaling" {
-        let series = allocators
+    // One series per allocator, with `value` taken from each row's figure.
+    let series = |value: &dyn Fn(&Benchmark) -> Option<f64>| -> Vec<chart::Series> {
+        allocators
             .iter()
             .map(|a| chart::Series {
                 label: a.clone(),
-                values: rows
-                    .iter()
-                    .map(|(p, s)| r.get(group, p, a, s).map(|b| b.ns_per_op))
-                    .collect(),
+                values: rows.iter().map(|(p, s)| r.get(group, p, a, s).and_then(value)).collect(),
             })
-            .collect::<Vec<_>>();
+            .collect()
+    };
+    if group == "scaling" {
         return chart::line_chart(
             "scaling: ns per element, allocate N then free N (flat = O(1))",
             &categories,
             "ns per element",
-            &series,
+            &series(&|b| Some(b.ns_per_op)),
         );
     }
-    let series = allocators
-        .iter()
-        .map(|a| chart::Series {
-            label: a.clone(),
-            values: rows
-                .iter()
-                .map(|(p, s)| r.get(group, p, a, s).and_then(|b| r.ratio_to_baseline(b)))
-                .collect(),
-        })
-        .collect::<Vec<_>>();
+    let series = series(&|b| r.ratio_to_baseline(b));
     chart::bar_chart(
         &format!("{group}: time relative to mimalloc (lower is faster)"),
         &categories,
