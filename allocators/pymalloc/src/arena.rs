@@ -241,7 +241,7 @@ impl Arenas {
         // Case 1: wholly empty. 3.9+ keeps it when it is the last usable arena (anti-thrashing:
         // a program that frees and reallocates around an arena boundary would otherwise map and
         // unmap an arena on every cycle, bpo-37257).
-        if nf == ntotal && (!keep_last || self.get(i).next != NONE) {
+        if nf == ntotal && (!keep_last || !self.would_be_last(i, was_listed)) {
             if was_listed {
                 self.unlink(i);
             }
@@ -278,6 +278,35 @@ impl Arenas {
         self.unlink(i);
         self.insert_after(i, after);
         false
+    }
+
+    /// Whether wholly free arena `i` is (or, when it was full and so on no list, would be once
+    /// listed) the last arena of `usable`: the one the keep-one rule keeps.
+    ///
+    /// A listed arena is last when it has no successor. An arena that was full goes from no
+    /// list straight to wholly free only when it holds a single pool (a 2-pool arena placed
+    /// off a pool boundary; CPython's own layouts never do this). Its `next` says nothing then.
+    /// With CPython's order it would go to the head (1 free pool is the fewest), so it is last
+    /// only when no arena is usable; newest first, it would go after every newer arena, so it
+    /// is last when no usable arena is older. Either way at most one such arena is kept.
+    fn would_be_last(&self, i: u32, was_listed: bool) -> bool {
+        if was_listed {
+            return self.get(i).next == NONE;
+        }
+        match self.policy {
+            ArenaPolicy::MostUsedFirst => self.usable == NONE,
+            ArenaPolicy::NewestFirst => {
+                let seq = self.get(i).seq;
+                let mut cur = self.usable;
+                while cur != NONE {
+                    if self.get(cur).seq < seq {
+                        return false;
+                    }
+                    cur = self.get(cur).next;
+                }
+                true
+            }
+        }
     }
 
     /// Inserts a newly usable arena so that `usable` stays ordered newest first. O(arenas): the
