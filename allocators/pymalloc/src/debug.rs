@@ -20,11 +20,34 @@
 //! comes first and the tag second: the tag survives the free. Raw (libc) blocks put the header
 //! 48 bytes in (or at the requested alignment), past the words glibc writes into a freed chunk.
 //!
-//! A pointer outside every arena is read only when the kernel says its header is mapped; if its
-//! page was an arena already returned to the OS, the free is reported as a double free.
+//! ## What a free trusts
+//!
+//! Nothing in front of a block is believed before it is checked, because an underrun (a write
+//! before the caller's bytes) can overwrite any of it:
+//!
+//! * **Is it ours?** From the heap's own records only, never from the bytes at the pointer: a
+//!   pointer inside an arena must be a block boundary of a carved, classed pool, and below its
+//!   pool's carving mark; any other pointer must be in the table of live raw blocks that debug
+//!   mode keeps (in mapped memory, never through the global allocator). So a pointer into
+//!   foreign memory, readable or not (a `PROT_NONE` mapping, a forged header), is
+//!   [`HeapError::NotAllocated`] without one byte of it being read.
+//! * **Is it live?** A pool block on its pool's free list is a double free. A raw block freed
+//!   recently is remembered (address and size) in a ring of the last [`FREED_RING`] raw frees,
+//!   which is how a raw double free is reported with its size: no freed libc memory is read
+//!   (glibc may have reused, coalesced or unmapped the chunk). An older raw double free is
+//!   reported as `NotAllocated`.
+//! * **Is the header intact?** The tag must be exactly the live magic with the distance this
+//!   kind of block has (16 for pool blocks; the recorded one for raw blocks), like CPython's
+//!   debug hooks checking their pad bytes; the size must fit the block (pool: the class the
+//!   request, or a realloc kept in place, can have; raw: the recorded size). Anything else is
+//!   [`HeapError::HeaderCorrupted`] and the block is left alone: no guard is read at a wild
+//!   offset, no pointer into the middle of a block reaches a free list.
+//!
+//! Debug mode drives the heap through the [`Backend`] trait, so this module never names the
+//! heap type: the heap depends on debug mode, not the other way round.
 
-use crate::heap::Heap;
-use crate::os::{self, ArenaSource};
+use crate::config::{Config, SizeClass};
+use crate::os::OsVec;
 use crate::pool::PoolHeader;
 
 /// CPython's `PYMEM_CLEANBYTE`: fresh bytes.
@@ -44,7 +67,6 @@ const TRAILER: usize = 16;
 const RAW_FRONT: usize = 48;
 const LIVE: u64 = 0xA110_C8ED_0000_0000;
 const FREED: u64 = 0xDEAD_F8EE_0000_0000;
-const MAGIC_MASK: u64 = 0xFFFF_FFFF_0000_0000;
 
 /// What a checked free found wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -72,16 +94,188 @@ pub enum HeapError {
         /// The size it was allocated with.
         size: usize,
     },
-    /// The pointer was never given out by this heap (or its header was overwritten).
+    /// The pointer was never given out by this heap.
     #[error("free of {address:#x}, which this heap never allocated")]
     NotAllocated {
         /// The pointer passed to free.
         address: usize,
     },
+    /// The block is live but the header in front of it was overwritten (a write before the
+    /// start of the block: an underrun). The block is left allocated.
+    #[error("write before the start of the block at {address:#x}: its header is corrupted")]
+    HeaderCorrupted {
+        /// The pointer passed to free.
+        address: usize,
+    },
+}
+
+/// What debug mode needs from the heap under it. The heap implements it; this module never
+/// names the heap type.
+pub(crate) trait Backend {
+    /// The layout.
+    fn config(&self) -> &Config;
+    /// A pool or raw block of `size` bytes, without debug header.
+    fn alloc_plain(&mut self, size: usize) -> *mut u8;
+    /// A raw (libc) block of `size` bytes.
+    fn raw_alloc(&mut self, size: usize) -> *mut u8;
+    /// A raw block of `size` bytes aligned to `align`.
+    fn raw_alloc_aligned(&mut self, size: usize, align: usize) -> *mut u8;
+    /// Frees a block start.
+    ///
+    /// # Safety
+    /// `p` is the start of a live pool block or raw block of this heap.
+    unsafe fn free_plain(&mut self, p: *mut u8);
+    /// Whether `p` lies in a live arena.
+    fn owns(&self, p: *const u8) -> bool;
+    /// Whether `pool` is a carved pool of a live arena.
+    fn is_carved_pool(&self, pool: *const PoolHeader) -> bool;
+    /// Whether `p` lies in an arena recently returned to the OS.
+    fn was_released(&self, p: usize) -> bool;
+    /// Debug mode's own records.
+    fn debug_state(&self) -> &DebugState;
+    /// Debug mode's own records, to update.
+    fn debug_state_mut(&mut self) -> &mut DebugState;
+}
+
+/// How many recent raw frees are remembered for double-free reports.
+pub const FREED_RING: usize = 256;
+
+/// Debug mode's records of raw blocks: the live ones (a hash table keyed by the caller's
+/// pointer) and the last [`FREED_RING`] freed ones. Kept in mapped memory ([`OsVec`]) so that
+/// debug mode never allocates through the global allocator it may be serving.
+pub(crate) struct DebugState {
+    live: RawTable,
+    freed: [RawEntry; FREED_RING],
+    freed_next: usize,
+}
+
+impl DebugState {
+    pub(crate) const fn new() -> Self {
+        DebugState { live: RawTable::new(), freed: [RawEntry::EMPTY; FREED_RING], freed_next: 0 }
+    }
+
+    /// Live raw blocks recorded.
+    pub(crate) fn raw_live(&self) -> usize {
+        self.live.len
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RawEntry {
+    /// The caller's pointer; [`EMPTY_KEY`] or [`TOMBSTONE`] for no block.
+    key: usize,
+    size: usize,
+    front: usize,
+}
+
+const EMPTY_KEY: usize = 0;
+const TOMBSTONE: usize = 1;
+
+impl RawEntry {
+    const EMPTY: RawEntry = RawEntry { key: EMPTY_KEY, size: 0, front: 0 };
+}
+
+/// An open-addressing hash table (linear probing, tombstones) of live raw blocks.
+/// Invariant: `slots.len()` is 0 or a power of two; `len + tombstones < slots.len()`.
+struct RawTable {
+    slots: OsVec<RawEntry>,
+    len: usize,
+    tombstones: usize,
+}
+
+impl RawTable {
+    const fn new() -> Self {
+        RawTable { slots: OsVec::new(), len: 0, tombstones: 0 }
+    }
+
+    fn home(key: usize, mask: usize) -> usize {
+        ((key >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) & mask
+    }
+
+    fn find(&self, key: usize) -> Option<RawEntry> {
+        let slots = self.slots.as_slice();
+        if slots.is_empty() {
+            return None;
+        }
+        let mask = slots.len() - 1;
+        let mut i = Self::home(key, mask);
+        loop {
+            let e = slots[i];
+            if e.key == key {
+                return Some(e);
+            }
+            if e.key == EMPTY_KEY {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Records a block; `false` when the table could not grow (the OS refused memory).
+    fn insert(&mut self, e: RawEntry) -> bool {
+        let cap = self.slots.len();
+        if 4 * (self.len + self.tombstones + 1) > 3 * cap && !self.grow() {
+            return false;
+        }
+        let slots = self.slots.as_mut_slice();
+        let mask = slots.len() - 1;
+        let mut i = Self::home(e.key, mask);
+        while slots[i].key > TOMBSTONE {
+            i = (i + 1) & mask;
+        }
+        if slots[i].key == TOMBSTONE {
+            self.tombstones -= 1;
+        }
+        slots[i] = e;
+        self.len += 1;
+        true
+    }
+
+    fn remove(&mut self, key: usize) {
+        let slots = self.slots.as_mut_slice();
+        if slots.is_empty() {
+            return;
+        }
+        let mask = slots.len() - 1;
+        let mut i = Self::home(key, mask);
+        loop {
+            if slots[i].key == key {
+                slots[i] = RawEntry { key: TOMBSTONE, size: 0, front: 0 };
+                self.len -= 1;
+                self.tombstones += 1;
+                return;
+            }
+            if slots[i].key == EMPTY_KEY {
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Rebuilds the table at twice the live count (at least 64 slots), dropping tombstones.
+    fn grow(&mut self) -> bool {
+        let cap = (4 * (self.len + 1)).next_power_of_two().max(64);
+        let mut slots = OsVec::new();
+        for _ in 0..cap {
+            if !slots.push(RawEntry::EMPTY) {
+                return false;
+            }
+        }
+        let old = core::mem::replace(&mut self.slots, slots);
+        self.len = 0;
+        self.tombstones = 0;
+        for &e in old.as_slice() {
+            if e.key > TOMBSTONE {
+                // Cannot fail: the new table has room for every live entry.
+                let _ = self.insert(e);
+            }
+        }
+        true
+    }
 }
 
 /// Allocates `size` bytes with debug header and trailer; `align` 0 means the granularity.
-pub(crate) fn alloc<S: ArenaSource>(heap: &mut Heap<S>, size: usize, align: usize) -> *mut u8 {
+pub(crate) fn alloc<H: Backend>(heap: &mut H, size: usize, align: usize) -> *mut u8 {
     let room = heap.config().small_request_threshold().saturating_sub(FRONT + TRAILER);
     let small = align == 0 && size <= room;
     let front = if small { FRONT } else { RAW_FRONT.next_multiple_of(align.max(16)) };
@@ -97,12 +291,18 @@ pub(crate) fn alloc<S: ArenaSource>(heap: &mut Heap<S>, size: usize, align: usiz
         return base;
     }
     // SAFETY: base is a fresh block of `total` bytes: header, user bytes and trailer fit.
+    let user = unsafe { base.add(front) };
+    if !small && !heap.debug_state_mut().live.insert(RawEntry { key: user as usize, size, front }) {
+        // SAFETY: base is the raw block just allocated, unused.
+        unsafe { heap.free_plain(base) };
+        return core::ptr::null_mut();
+    }
+    // SAFETY: as above.
     unsafe {
-        let user = base.add(front);
         stamp(user, size, front);
         user.write_bytes(CLEAN_BYTE, size);
-        user
     }
+    user
 }
 
 /// Writes the header and guard of a live block with `size` user bytes.
@@ -122,84 +322,140 @@ unsafe fn stamp(user: *mut u8, size: usize, front: usize) {
 struct LiveBlock {
     size: usize,
     front: usize,
+    /// For pool blocks, the block size; 0 for raw blocks.
+    block: usize,
 }
 
-/// Everything a free checks, without freeing.
+/// Where a pointer inside an arena stands, decided from the pool header and free list only.
+enum PoolSlot {
+    /// Not the user pointer of any block this pool can hold.
+    Foreign,
+    /// A block on the pool's free list, of this block size.
+    Free(usize),
+    /// An allocated block of this size.
+    Allocated(usize),
+}
+
+/// Classifies `address` (a would-be user pointer inside a live arena) from the heap's records.
+fn pool_slot<H: Backend>(heap: &H, address: usize) -> PoolSlot {
+    let c = heap.config();
+    let Some(block_start) = address.checked_sub(FRONT) else { return PoolSlot::Foreign };
+    let pool = PoolHeader::of(block_start as *mut u8, c.pool_size());
+    if !heap.owns(block_start as *const u8) || !heap.is_carved_pool(pool) {
+        return PoolSlot::Foreign;
+    }
+    // SAFETY: a carved pool of a live arena has an initialised header.
+    let (szidx, nextoffset, head) =
+        unsafe { ((*pool).szidx as usize, (*pool).nextoffset as usize, (*pool).freeblock) };
+    if szidx >= c.num_classes() {
+        return PoolSlot::Foreign;
+    }
+    let class = SizeClass(szidx as u8);
+    let block = c.block_size(class);
+    let per = c.blocks_per_pool(class);
+    let off = block_start.wrapping_sub(pool as usize + c.pool_overhead());
+    if off % block != 0 || off / block >= per {
+        return PoolSlot::Foreign;
+    }
+    if block_start - pool as usize >= nextoffset {
+        return PoolSlot::Foreign; // never carved, so never handed out
+    }
+    // The free list, bounded and checked link by link (a use after free can corrupt it).
+    let first = pool as usize + c.pool_overhead();
+    let mut f = head as usize;
+    for _ in 0..per {
+        if f == 0 {
+            break;
+        }
+        if f == block_start {
+            return PoolSlot::Free(block);
+        }
+        if f < first || f >= pool as usize + nextoffset || (f - first) % block != 0 {
+            break;
+        }
+        // SAFETY: f is a carved block boundary of this pool: its first word is readable.
+        f = unsafe { *(f as *const usize) };
+    }
+    PoolSlot::Allocated(block)
+}
+
+/// Everything a free checks, without freeing. Reads only memory the heap's records show is
+/// one of its live blocks (the 16-byte header and the guard bytes).
 ///
 /// # Safety
-/// For a pointer outside every arena, the 16 bytes before it, when mapped, may be read.
-unsafe fn validate<S: ArenaSource>(heap: &Heap<S>, p: *mut u8) -> Result<LiveBlock, HeapError> {
+/// None beyond the heap's own consistency: `p` may be any value.
+unsafe fn validate<H: Backend>(heap: &H, p: *mut u8) -> Result<LiveBlock, HeapError> {
     let address = p as usize;
     let not_ours = HeapError::NotAllocated { address };
+    let corrupted = HeapError::HeaderCorrupted { address };
     if address < RAW_FRONT {
         return Err(not_ours);
     }
-    if heap.owns(p) {
-        // Inside an arena: the block must start on a block boundary of a carved, classed pool.
-        let c = heap.config();
-        let block_start = address - FRONT;
-        let pool = PoolHeader::of(block_start as *mut u8, c.pool_size());
-        if !heap.is_carved_pool(pool) {
-            return Err(not_ours);
+    let (expect_front, block, recorded) = if heap.owns(p.wrapping_sub(FRONT)) || heap.owns(p) {
+        match pool_slot(heap, address) {
+            PoolSlot::Foreign => return Err(not_ours),
+            PoolSlot::Free(block) => {
+                return Err(HeapError::DoubleFree { address, size: block - FRONT - TRAILER });
+            }
+            PoolSlot::Allocated(block) => (FRONT, block, None),
         }
-        // SAFETY: a carved pool of a live arena has an initialised header.
-        let szidx = unsafe { (*pool).szidx } as usize;
-        if szidx >= c.num_classes() {
-            return Err(not_ours);
-        }
-        let class = crate::SizeClass(szidx as u8);
-        let block = c.block_size(class);
-        let off = block_start.wrapping_sub(pool as usize + c.pool_overhead());
-        if off % block != 0 || off / block >= c.blocks_per_pool(class) {
-            return Err(not_ours);
-        }
-    } else if !os::is_mapped(address - 16, 16) {
-        return Err(if heap.was_released(address) {
+    } else if let Some(e) = heap.debug_state().live.find(address) {
+        (e.front, 0, Some(e.size))
+    } else {
+        let st = heap.debug_state();
+        return Err(if let Some(e) = st.freed.iter().find(|e| e.key == address) {
+            HeapError::DoubleFree { address, size: e.size }
+        } else if heap.was_released(address) {
             HeapError::FreeInReleasedArena { address }
         } else {
             not_ours
         });
-    }
-    // SAFETY: the header words before p are mapped (a validated pool block, or checked with
-    // the kernel), and reading them has no side effect.
+    };
+    // SAFETY: p is the user pointer of a live block of this heap (pool geometry and free list,
+    // or the raw table), so the 16 header bytes before it are inside that block.
     let (size, tag) = unsafe {
         (p.sub(16).cast::<u64>().read_unaligned() as usize, p.sub(8).cast::<u64>().read_unaligned())
     };
-    let front = (tag & !MAGIC_MASK) as usize;
-    match tag & MAGIC_MASK {
-        LIVE => {}
-        FREED => {
-            // The size word of a freed pool block is now a list link: give the block's room.
-            let size = if heap.owns(p) {
-                let pool = PoolHeader::of(p.wrapping_sub(FRONT), heap.config().pool_size());
-                // SAFETY: validated above: a classed pool header inside a live arena.
-                let szidx = unsafe { (*pool).szidx } as usize;
-                (szidx + 1) * heap.config().alignment() - FRONT - TRAILER
-            } else {
-                size
-            };
-            return Err(HeapError::DoubleFree { address, size });
-        }
-        _ => return Err(not_ours),
+    if tag != LIVE | expect_front as u64 {
+        return Err(corrupted);
     }
-    // SAFETY: a live debug block has `size` user bytes and a guard after them.
+    let size_ok = match recorded {
+        Some(r) => size == r,
+        None => {
+            // The class a request of `size` takes, or a larger one that a realloc kept in
+            // place (more than 3/4 full).
+            let total = size.saturating_add(FRONT + TRAILER);
+            total <= block
+                && (heap.config().size_class(total).map(|c| heap.config().block_size(c))
+                    == Some(block)
+                    || 4 * total > 3 * block)
+        }
+    };
+    if !size_ok {
+        return Err(corrupted);
+    }
+    // SAFETY: the size is validated: the guard lies inside the block.
     let guard = unsafe { core::slice::from_raw_parts(p.add(size), GUARD) };
     if guard.iter().any(|&b| b != FORBIDDEN_BYTE) {
         return Err(HeapError::Overrun { address, size });
     }
-    Ok(LiveBlock { size, front })
+    Ok(LiveBlock { size, front: expect_front, block })
 }
 
 /// Checks a free; on success frees the block and poisons it. On error nothing changes.
 ///
 /// # Safety
-/// For a pointer outside every arena, the 16 bytes before it, when mapped, may be read.
-pub(crate) unsafe fn try_free<S: ArenaSource>(
-    heap: &mut Heap<S>,
-    p: *mut u8,
-) -> Result<(), HeapError> {
+/// None beyond the heap's own consistency: any `p` is checked against the heap's records
+/// before anything at it is read or written.
+pub(crate) unsafe fn try_free<H: Backend>(heap: &mut H, p: *mut u8) -> Result<(), HeapError> {
     // SAFETY: forwarded contract.
     let b = unsafe { validate(heap, p) }?;
+    if b.block == 0 {
+        let st = heap.debug_state_mut();
+        st.live.remove(p as usize);
+        st.freed[st.freed_next % FREED_RING] = RawEntry { key: p as usize, size: b.size, front: 0 };
+        st.freed_next += 1;
+    }
     // SAFETY: the block is live and ours: poison it, mark it freed, free its start.
     unsafe {
         p.write_bytes(DEAD_BYTE, b.size + GUARD);
@@ -213,7 +469,7 @@ pub(crate) unsafe fn try_free<S: ArenaSource>(
 ///
 /// # Safety
 /// As for [`try_free`].
-pub(crate) unsafe fn free_or_abort<S: ArenaSource>(heap: &mut Heap<S>, p: *mut u8) {
+pub(crate) unsafe fn free_or_abort<H: Backend>(heap: &mut H, p: *mut u8) {
     // SAFETY: forwarded contract.
     if let Err(e) = unsafe { try_free(heap, p) } {
         fatal(&e);
@@ -222,38 +478,38 @@ pub(crate) unsafe fn free_or_abort<S: ArenaSource>(heap: &mut Heap<S>, p: *mut u
 
 /// Debug-mode realloc, following CPython: the whole block (header and trailer included) is
 /// resized by pymalloc's own rule, so a pool block that still fits and stays above 3/4 of its
-/// class is kept in place; otherwise a new block, a copy, a checked free.
+/// class is kept in place; otherwise a new block (aligned to `align`, 0 for the granularity),
+/// a copy, a checked free.
 ///
 /// # Safety
 /// As for [`try_free`].
-pub(crate) unsafe fn realloc<S: ArenaSource>(
-    heap: &mut Heap<S>,
+pub(crate) unsafe fn realloc<H: Backend>(
+    heap: &mut H,
     p: *mut u8,
     size: usize,
+    align: usize,
 ) -> *mut u8 {
     // SAFETY: forwarded contract.
     let old = match unsafe { validate(heap, p) } {
         Ok(b) => b,
         Err(e) => fatal(&e),
     };
-    if heap.owns(p)
+    if old.block != 0
+        && align == 0
         && let Some(total) = size.checked_add(FRONT + TRAILER)
+        && total <= old.block
+        && 4 * total > 3 * old.block
     {
-        let pool = PoolHeader::of(p.wrapping_sub(FRONT), heap.config().pool_size());
-        // SAFETY: validated: a classed pool header inside a live arena.
-        let block = (unsafe { (*pool).szidx } as usize + 1) * heap.config().alignment();
-        if total <= block && 4 * total > 3 * block {
-            // SAFETY: the block holds `total` bytes from its start: re-stamp it in place.
-            unsafe {
-                if size > old.size {
-                    p.add(old.size).write_bytes(CLEAN_BYTE, size - old.size);
-                }
-                stamp(p, size, old.front);
+        // SAFETY: the block holds `total` bytes from its start: re-stamp it in place.
+        unsafe {
+            if size > old.size {
+                p.add(old.size).write_bytes(CLEAN_BYTE, size - old.size);
             }
-            return p;
+            stamp(p, size, old.front);
         }
+        return p;
     }
-    let new = alloc(heap, size, 0);
+    let new = alloc(heap, size, align);
     if !new.is_null() {
         // SAFETY: both blocks are live and distinct; min(old, size) bytes fit in each.
         unsafe {

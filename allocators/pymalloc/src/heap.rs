@@ -17,6 +17,7 @@ use crate::snapshot::{ArenaSnapshot, PoolSnapshot, PoolState, Snapshot};
 use crate::stats::Stats;
 use core::ptr::NonNull;
 
+use crate::debug::DebugState;
 pub use crate::debug::HeapError;
 
 /// A single-threaded pymalloc heap: one interpreter's allocator under its GIL.
@@ -58,6 +59,8 @@ pub struct Heap<S: ArenaSource = Mmap> {
     /// be reported as a double free rather than read unmapped memory.
     released: [usize; RELEASED_RING],
     released_next: usize,
+    /// Debug mode only: its records of raw blocks.
+    dbg: DebugState,
 }
 
 const RELEASED_RING: usize = 64;
@@ -94,6 +97,7 @@ impl<S: ArenaSource> Heap<S> {
             raw_bytes: 0,
             released: [0; RELEASED_RING],
             released_next: 0,
+            dbg: DebugState::new(),
         }
     }
 
@@ -242,8 +246,10 @@ impl<S: ArenaSource> Heap<S> {
     /// free instead of stopping the program (and then leaves the heap untouched).
     ///
     /// # Safety
-    /// As for [`free`](Self::free); in debug mode a double free, an overrun block, or a pointer
-    /// never allocated is detected (reading the would-be block header) and returned as an error.
+    /// As for [`free`](Self::free). In debug mode any pointer is first checked against the
+    /// heap's own records (pool geometry and free lists, the table of raw blocks), so a double
+    /// free, an overrun or underrun block, or a pointer never allocated is returned as an error
+    /// without reading memory the heap does not own.
     pub unsafe fn try_free(&mut self, p: *mut u8) -> Result<(), HeapError> {
         if p.is_null() {
             return Ok(());
@@ -342,7 +348,7 @@ impl<S: ArenaSource> Heap<S> {
         }
         if self.debug {
             // SAFETY: forwarded caller contract.
-            return unsafe { crate::debug::realloc(self, p, size) };
+            return unsafe { crate::debug::realloc(self, p, size, 0) };
         }
         if !self.map.contains(p as usize) {
             // SAFETY: p is a live raw block (caller contract); it stays with the raw allocator.
@@ -359,6 +365,58 @@ impl<S: ArenaSource> Heap<S> {
             // SAFETY: both blocks are live, distinct, and at least min(size, block) long.
             unsafe {
                 core::ptr::copy_nonoverlapping(p, new, size.min(block));
+                self.free_plain(p);
+            }
+        }
+        new
+    }
+
+    /// Resizes `p`, a block from [`alloc_aligned`](Self::alloc_aligned) with alignment
+    /// `align`, keeping that alignment ([`realloc`](Self::realloc) keeps only the granularity).
+    /// An alignment within the granularity is a plain `realloc`; a larger one (a raw block)
+    /// always moves: a new aligned block, a copy of the smaller size, a free (libc's `realloc`
+    /// keeps no alignment). Null `p` behaves as `alloc_aligned`. On failure returns null and
+    /// leaves `p` untouched.
+    ///
+    /// ```
+    /// use pymalloc::{Config, Heap};
+    /// let mut heap = Heap::new(Config::CPYTHON_3_10);
+    /// let p = heap.alloc_aligned(100, 4096);
+    /// // SAFETY: p is a live block of this heap with alignment 4096, resized once.
+    /// let q = unsafe { heap.realloc_aligned(p, 10_000, 4096) };
+    /// assert_eq!(q as usize % 4096, 0);
+    /// // SAFETY: q is live and freed once.
+    /// unsafe { heap.free(q) };
+    /// ```
+    ///
+    /// # Safety
+    /// `p` is null or a live block of this heap allocated with alignment `align` (a power of
+    /// two).
+    pub unsafe fn realloc_aligned(&mut self, p: *mut u8, size: usize, align: usize) -> *mut u8 {
+        if align <= 1 << self.alignment_shift {
+            // SAFETY: forwarded caller contract.
+            return unsafe { self.realloc(p, size) };
+        }
+        if p.is_null() {
+            return self.alloc_aligned(size, align);
+        }
+        if self.debug {
+            // SAFETY: forwarded caller contract.
+            return unsafe { crate::debug::realloc(self, p, size, align) };
+        }
+        let old = if self.map.contains(p as usize) {
+            let pool = PoolHeader::of(p, self.pool_size);
+            // SAFETY: a live pool block's pool header is live and classed.
+            unsafe { ((*pool).szidx as usize + 1) << self.alignment_shift }
+        } else {
+            // SAFETY: a live raw block (caller contract).
+            unsafe { libc::malloc_usable_size(p.cast()) }
+        };
+        let new = self.raw_alloc_aligned(size, align);
+        if !new.is_null() {
+            // SAFETY: both blocks are live, distinct, and at least min(size, old) long.
+            unsafe {
+                core::ptr::copy_nonoverlapping(p, new, size.min(old));
                 self.free_plain(p);
             }
         }
@@ -561,18 +619,46 @@ impl<S: ArenaSource> Heap<S> {
         self.arenas_current
     }
 
-    /// Walks every structure and checks the invariants of the reference (pymalloc-design.md §6).
-    /// Never allocates. Tests call it after every operation.
-    pub fn check_invariants(&self) -> Result<(), crate::InvariantError> {
-        crate::invariants::check(self)
-    }
-
     pub(crate) fn usedpools(&self) -> &[PoolList; MAX_CLASSES] {
         &self.usedpools
     }
 
     pub(crate) fn counters(&self) -> (u64, usize, usize) {
         (self.arenas_total, self.arenas_current, self.arenas_highwater)
+    }
+}
+
+impl<S: ArenaSource> crate::debug::Backend for Heap<S> {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+    fn alloc_plain(&mut self, size: usize) -> *mut u8 {
+        Heap::alloc_plain(self, size)
+    }
+    fn raw_alloc(&mut self, size: usize) -> *mut u8 {
+        Heap::raw_alloc(self, size)
+    }
+    fn raw_alloc_aligned(&mut self, size: usize, align: usize) -> *mut u8 {
+        Heap::raw_alloc_aligned(self, size, align)
+    }
+    unsafe fn free_plain(&mut self, p: *mut u8) {
+        // SAFETY: forwarded contract: a live block start of this heap.
+        unsafe { Heap::free_plain(self, p) }
+    }
+    fn owns(&self, p: *const u8) -> bool {
+        Heap::owns(self, p)
+    }
+    fn is_carved_pool(&self, pool: *const PoolHeader) -> bool {
+        Heap::is_carved_pool(self, pool)
+    }
+    fn was_released(&self, p: usize) -> bool {
+        Heap::was_released(self, p)
+    }
+    fn debug_state(&self) -> &DebugState {
+        &self.dbg
+    }
+    fn debug_state_mut(&mut self) -> &mut DebugState {
+        &mut self.dbg
     }
 }
 

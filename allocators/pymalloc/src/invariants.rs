@@ -4,6 +4,7 @@
 
 use crate::arena::NONE;
 use crate::config::{ArenaPolicy, SizeClass};
+use crate::debug::Backend;
 use crate::heap::Heap;
 use crate::os::ArenaSource;
 use crate::pool::{NO_CLASS, PoolHeader};
@@ -34,7 +35,15 @@ macro_rules! ensure {
     };
 }
 
-pub(crate) fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
+impl<S: ArenaSource> Heap<S> {
+    /// Walks every structure and checks the invariants of the reference (pymalloc-design.md §6).
+    /// Never allocates. Tests call it after every operation.
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
+        check(self)
+    }
+}
+
+fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
     let c = *h.config();
     let ps = c.pool_size();
     let objs = h.arenas.objs.as_slice();
@@ -253,6 +262,18 @@ pub(crate) fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
         0,
         s.accounted_bytes()
     );
+
+    // Debug mode records every raw block it hands out (and forgets it when freed).
+    if c.debug() {
+        let recorded = h.debug_state().raw_live();
+        ensure!(
+            recorded == s.raw_blocks_current,
+            "debug mode records every live raw block",
+            all,
+            0,
+            recorded
+        );
+    }
 
     // usable_arenas: exactly the live arenas with a free pool, in policy order, links matching.
     let a = &h.arenas;

@@ -241,14 +241,3 @@ impl<T: Copy> Drop for OsVec<T> {
         }
     }
 }
-
-/// Whether every page of `[addr, addr + len)` is mapped, asked of the kernel (`msync` fails
-/// with `ENOMEM` on an unmapped page) without touching the memory. Debug mode uses it before
-/// reading a header that might lie in memory already returned to the OS.
-pub(crate) fn is_mapped(addr: usize, len: usize) -> bool {
-    let start = addr & !(PAGE - 1);
-    let end = (addr + len).div_ceil(PAGE) * PAGE;
-    // SAFETY: msync with MS_ASYNC only inspects the mappings of the range; it reads and writes
-    // no memory of this process.
-    unsafe { libc::msync(start as *mut libc::c_void, end - start, libc::MS_ASYNC) == 0 }
-}
