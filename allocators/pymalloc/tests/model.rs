@@ -2,7 +2,12 @@
 //! every preset and both arena policies. After every step the heap's own invariants hold, no two
 //! live blocks overlap, every block is aligned, and every live block still holds its bytes.
 //!
-//! 3 presets (3.8 in debug mode) × 2 policies × 1,707 cases = 10,242 sequences per run.
+//! 3 presets (3.8 in debug mode) × 2 policies × 1,707 cases = 10,242 sequences per run by
+//! default; `PROPTEST_CASES=N` sets the number of cases (a few under Miri, many for a soak):
+//!
+//! ```text
+//! PROPTEST_CASES=20000 cargo test --release -p pymalloc --test model
+//! ```
 
 mod common;
 use common::{Placed, Placement, fill, holds};
@@ -132,13 +137,38 @@ fn configs() -> Vec<(Config, Placement)> {
     v
 }
 
+/// Set in the child of [`proptest_cases_sets_the_number_of_cases`]: each case says so on stderr.
+const COUNT_CASES: &str = "PYMALLOC_MODEL_COUNT_CASES";
+
+// 1,707 is the default only: the `proptest!` macro applies `PROPTEST_CASES` (and the other
+// `PROPTEST_*` variables) over this config, which `proptest_cases_sets_the_number_of_cases`
+// pins down.
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1707, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn random_sequences_keep_every_invariant(ops in proptest::collection::vec(op(), 1..60)) {
+        if std::env::var_os(COUNT_CASES).is_some() {
+            eprintln!("model case");
+        }
         for (config, placement) in configs() {
             run(config, placement, ops.clone());
         }
     }
+}
+
+#[test]
+fn proptest_cases_sets_the_number_of_cases() {
+    if std::env::var_os(COUNT_CASES).is_some() {
+        return; // the child runs only the property
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["random_sequences_keep_every_invariant", "--exact", "--nocapture"])
+        .env("PROPTEST_CASES", "7")
+        .env(COUNT_CASES, "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ran = String::from_utf8_lossy(&out.stderr).lines().filter(|l| *l == "model case").count();
+    assert_eq!(ran, 7);
 }
