@@ -339,6 +339,9 @@ impl<S: ArenaSource> Heap<S> {
     /// Resizes `p` to `size` bytes, CPython's way: a pool block is kept when the new size still
     /// fits and is more than 3/4 of the block; otherwise allocate, copy, free.
     /// Null `p` behaves as `alloc`. On failure returns null and leaves `p` untouched.
+    /// The new block is aligned to the granularity only: a block from
+    /// [`alloc_aligned`](Self::alloc_aligned) with a larger alignment is resized with
+    /// [`realloc_aligned`](Self::realloc_aligned), which keeps it.
     ///
     /// # Safety
     /// `p` is null or a live block of this heap.
