@@ -31,7 +31,9 @@
 //!   mode keeps (in mapped memory, never through the global allocator). So a pointer into
 //!   foreign memory, readable or not (a `PROT_NONE` mapping, a forged header), is
 //!   [`HeapError::NotAllocated`] without one byte of it being read.
-//! * **Is it live?** A pool block on its pool's free list is a double free. A raw block freed
+//! * **Is it live?** A pool block on its pool's free list is a double free (the list is walked,
+//!   at most one link per block of the pool, each link checked before it is followed: debug
+//!   mode pays for certainty, as CPython's debug hooks do). A raw block freed
 //!   recently is remembered (address and size) in a ring of the last [`FREED_RING`] raw frees,
 //!   which is how a raw double free is reported with its size: no freed libc memory is read
 //!   (glibc may have reused, coalesced or unmapped the chunk). An older raw double free is
