@@ -13,7 +13,8 @@
 //! apart from that allocator, reads its own memory from the kernel after each phase
 //! ([`measure`]: `/proc/self/smaps_rollup`) beside the allocator's own counters
 //! ([`lineup::Allocator::stats`]), and prints one JSON document. The parent kills and reaps
-//! every child it starts, on success, on error and on Ctrl-C.
+//! every process it creates, at any depth, on success, on error and on SIGINT (Ctrl-C), SIGTERM
+//! or SIGHUP; if it is itself SIGKILLed, they die by themselves ([`procs`]: the lifeline).
 //!
 //! ## Measuring and rendering are separate
 //!

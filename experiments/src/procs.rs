@@ -225,6 +225,7 @@ impl Spawn {
         let stderr_thread = std_child.stderr.take().map(|mut err| {
             let buf = Arc::clone(&stderr_buf);
             std::thread::spawn(move || {
+                block_handled_signals();
                 let mut chunk = [0u8; 4096];
                 while let Ok(n) = err.read(&mut chunk) {
                     if n == 0 {
@@ -699,6 +700,7 @@ pub fn join_lifeline() -> Result<bool> {
     let watcher = std::thread::Builder::new().name("lifeline".into());
     let spawned = if no_pidfd {
         watcher.spawn(move || {
+            block_handled_signals();
             loop {
                 std::thread::sleep(Duration::from_millis(20));
                 if start_time(pid) != Some(start) {
@@ -708,6 +710,7 @@ pub fn join_lifeline() -> Result<bool> {
         })
     } else {
         watcher.spawn(move || {
+            block_handled_signals();
             let mut pfd = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
             loop {
                 // SAFETY: `pfd` is a live local; one entry; no timeout.
@@ -774,10 +777,27 @@ fn kill_and_reap(pid: i32) {
 const HANDLED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// Makes this process responsible for its descendants, once: a child subreaper (orphans at any
-/// depth are re-parented to it, never to init) with the handler for [`HANDLED`] installed.
+/// depth are re-parented to it, never to init) with the handler for SIGINT, SIGTERM and SIGHUP installed.
 /// [`Spawn::spawn`] calls it before the first fork; until then there is no descendant to end.
 pub fn install_signal_handlers() {
     become_responsible();
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP on the calling thread, for this module's helper threads
+/// (stderr readers, the lifeline watcher): the handler then runs on a thread of the program
+/// (the main thread, normally), which it suspends while it ends every descendant, rather than
+/// on a helper while the program goes on and perhaps exits with a status of its own.
+fn block_handled_signals() {
+    // SAFETY: an all-zero sigset is a valid value, initialised by sigemptyset before use;
+    // pthread_sigmask only changes the calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in HANDLED {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 fn become_responsible() {

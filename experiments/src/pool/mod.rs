@@ -108,8 +108,9 @@ pub enum Watch {
     Stdin,
 }
 
-/// Handles the naive `Drop` forgot. They are still registered with [`crate::procs`], so Ctrl-C
-/// kills them, and [`clean_up_forgotten`] ends them at the end of the scenario.
+/// Handles the naive `Drop` forgot. They are still children of this process, so Ctrl-C ends them
+/// with every other descendant ([`crate::procs`]), and [`clean_up_forgotten`] ends them at the end
+/// of the scenario.
 static FORGOTTEN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 /// Kills and reaps the workers a naive `Drop` left behind; returns how many there were.
