@@ -13,7 +13,8 @@
 //! apart from that allocator, reads its own memory from the kernel after each phase
 //! ([`measure`]: `/proc/self/smaps_rollup`) beside the allocator's own counters
 //! ([`lineup::Allocator::stats`]), and prints one JSON document. The parent kills and reaps
-//! every child it starts, on success, on error and on Ctrl-C.
+//! every process it creates, at any depth, on success, on error and on SIGINT (Ctrl-C), SIGTERM
+//! or SIGHUP; if it is itself SIGKILLed, they die by themselves ([`procs`]: the lifeline).
 //!
 //! ## Measuring and rendering are separate
 //!
@@ -32,7 +33,9 @@
 //! |---|---|
 //! | [`cli`] | command-line parsing and dispatch; bad input is exit code 2 ([`error`]) |
 //! | [`measure`] | the kernel's view: `/proc/PID/smaps_rollup`, `status`, `/proc/meminfo`, `/proc/zoneinfo` |
-//! | [`procs`] | worker children: spawned, signalled, waited for, always killed and reaped |
+//! | [`fit`] | whether children of a given size fit in `MemAvailable`, checked before starting them |
+//! | [`procs`] | worker children: spawned, signalled, waited for, always killed and reaped; no process outlives `arenalab` |
+//! | [`worker`] | what the children share: bookkeeping outside the allocator, objects filling a process, JSON report lines |
 //! | [`retention`] | what each allocator keeps after free: seven workloads, phase by phase |
 //! | [`exit`] | memory given back when a process ends, seven ways of ending |
 //! | [`pool`] | memory held by worker-process pools, closed or not |
@@ -47,6 +50,7 @@ pub mod bench_report;
 pub mod cli;
 pub mod error;
 pub mod exit;
+pub mod fit;
 pub mod measure;
 pub mod pool;
 pub mod procs;
@@ -56,3 +60,4 @@ pub mod results;
 pub mod retention;
 pub mod site;
 pub mod tour;
+pub mod worker;

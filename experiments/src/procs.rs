@@ -5,13 +5,69 @@
 //! parent reads the child's report as JSON lines on its stdout, and the child's stderr is kept
 //! (its last 16 KiB) to explain a failure.
 //!
-//! A child must never outlive the experiment, whatever happens:
+//! ## No process outlives the experiment
 //!
-//! | how the parent ends | what kills the child |
+//! Some experiments create processes at more than one level (the pool experiment's pool parent
+//! starts workers, and then is killed on purpose so that they become orphans), and some processes
+//! are *meant* to outlive their own parent for a while. None may outlive `arenalab` itself,
+//! however it ends:
+//!
+//! | how `arenalab` ends | what ends every process it created, at any depth |
 //! | --- | --- |
-//! | normally, or by an error (`?`) | [`Child`]'s `Drop`: SIGKILL, then `wait4` to reap it |
-//! | Ctrl-C (SIGINT), SIGTERM or SIGHUP | the handler installed by the first spawn: SIGKILL to every registered pid, reap, exit 128 + signal |
-//! | SIGKILL, a crash | the kernel: children get `PR_SET_PDEATHSIG = SIGKILL`, set between fork and exec |
+//! | normally, or by an error (`?`) | [`Child`]'s `Drop` (SIGKILL, then `wait4`) and the experiment's own clean-up of orphans; anything missed dies by the lifeline below |
+//! | SIGINT (Ctrl-C), SIGTERM or SIGHUP | the handler: SIGKILL to every live child, reap, repeat until no child is left; exit 128 + signal |
+//! | SIGKILL, a crash, anything else | the kernel and the lifeline: direct children have `PR_SET_PDEATHSIG = SIGKILL`; a process that can outlive its parent watches the lifeline and kills itself when `arenalab` is gone |
+//!
+//! Why the handler finds everything: the first [`Spawn::spawn`] makes the process a *child
+//! subreaper* (`PR_SET_CHILD_SUBREAPER`), so a process whose parent dies is re-parented to the
+//! nearest living subreaper above it (never to init). The kernel re-parents a dying process's
+//! children *before* it becomes a zombie. So a live descendant at any depth has a chain of live
+//! parents up to a live child of ours, and "no live child" means "no live descendant". The
+//! handler scans `/proc` for processes whose parent is this process and SIGKILLs every one that
+//! is not yet a zombie, reaps what has died, and repeats until a scan finds no live child:
+//! grandchildren show up as children as soon as their parent is killed, and a process forked
+//! during the loop is found by the next scan. No registry is involved, so there is no window
+//! between a fork and anyone "knowing" the new pid. A process group per run would not be enough
+//! on its own (a process may leave its group), and is not needed. The signal is sent through a
+//! pidfd opened before checking that the pid is still our live child, so a pid reused by an
+//! unrelated process is never signalled. The handler uses only async-signal-safe calls (raw
+//! `open`, `getdents64`, `read`, `pidfd_open`, `pidfd_send_signal`, `waitpid`, `_exit`), with
+//! buffers on its stack.
+//!
+//! ## The lifeline: `ARENALAB_LIFELINE=<pid>:<starttime>`
+//!
+//! `PR_SET_PDEATHSIG` only covers a parent and its direct children, and the orphans that an
+//! experiment shows on purpose must not die with their own parent. So every child [`Spawn`]
+//! starts gets the environment variable
+//!
+//! ```text
+//! ARENALAB_LIFELINE=<pid>:<starttime>
+//! ```
+//!
+//! naming the process that runs the experiment (`arenalab` itself, not the intermediate worker
+//! that may have spawned the child): `<pid>` in decimal, and `<starttime>` its start time, field
+//! 22 of `/proc/<pid>/stat` (clock ticks since boot, decimal), which tells that process apart
+//! from a later one reusing the pid. Children inherit it, and [`Spawn`] passes it on unchanged
+//! from a process that has [joined](join_lifeline) a lifeline. A process that can outlive its
+//! parent (in any language) must watch it:
+//!
+//! 1. open a pidfd for `<pid>` (`pidfd_open`; Python's `os.pidfd_open`); if there is no such
+//!    process, exit now;
+//! 2. read field 22 of `/proc/<pid>/stat`; if it is missing or differs from `<starttime>`, the
+//!    pid was reused: `arenalab` is gone, exit now;
+//! 3. wait until the pidfd is readable (`poll`), in a thread that does nothing else: the
+//!    process has ended; exit at once (this module's watcher sends itself SIGKILL).
+//!
+//! Checking the start time *after* opening the pidfd closes the reuse race: the pidfd refers to
+//! whatever process had the pid when it was opened, and the start time proves it is the right
+//! one. [`join_lifeline`] does this for arenalab's own workers; a Python script would do the same
+//! with `os.pidfd_open`, `select.poll` and `os._exit` (or `os.kill(os.getpid(), signal.SIGKILL)`).
+//!
+//! | process | parent's death | `arenalab`'s death |
+//! | --- | --- | --- |
+//! | a direct child of `arenalab` | `PR_SET_PDEATHSIG` | the same |
+//! | a worker started with [`Spawn::die_with_parent`]`(true)` (the default) | `PR_SET_PDEATHSIG` | through its parent, and the lifeline if it joined it |
+//! | a deliberate orphan (`die_with_parent(false)`, e.g. the pool's "no fix" workers) | nothing: it lives on, re-parented to `arenalab` | the lifeline |
 //!
 //! ```no_run
 //! use arenalab::procs::Spawn;
@@ -33,8 +89,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How much of a child's stderr is kept for error messages.
@@ -111,20 +167,18 @@ impl Spawn {
         self
     }
 
-    /// Starts the child with stdin, stdout and stderr piped, and registers it so Ctrl-C kills it.
+    /// Starts the child with stdin, stdout and stderr piped. The first spawn of a process makes
+    /// it a child subreaper and installs the handler that ends every descendant on SIGINT,
+    /// SIGTERM and SIGHUP; the child gets [`LIFELINE_VAR`] (see the module docs).
     pub fn spawn(self) -> Result<Child> {
-        install_signal_handlers();
+        become_responsible();
         let program = match &self.program {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(Error::failed("finding arenalab's binary"))?,
         };
-        // Ctrl-C between fork and `register` would find the new pid in no slot, so the
-        // signals the handler catches are blocked on this thread until the child is registered
-        // (a signal that arrives meanwhile is delivered on unblocking). The stderr reader thread
-        // is started inside that window and keeps the mask, so it never runs the handler itself.
-        let _blocked = BlockSignals::new();
         let mut cmd = Command::new(&program);
         cmd.args(&self.args)
+            .env(LIFELINE_VAR, lifeline())
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -136,7 +190,7 @@ impl Spawn {
         // async-signal-safe functions (sigprocmask, prctl, getppid, _exit); it allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
-                // The child starts with the signals the parent blocked for the spawn unblocked.
+                // The child starts with no signal blocked, whatever the spawning thread blocked.
                 let mut set: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut set);
                 libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
@@ -171,6 +225,7 @@ impl Spawn {
         let stderr_thread = std_child.stderr.take().map(|mut err| {
             let buf = Arc::clone(&stderr_buf);
             std::thread::spawn(move || {
+                block_handled_signals();
                 let mut chunk = [0u8; 4096];
                 while let Ok(n) = err.read(&mut chunk) {
                     if n == 0 {
@@ -555,9 +610,18 @@ fn stat_fields(pid: i32) -> Option<(char, i32)> {
     Some((state, ppid))
 }
 
+/// The start time of `pid`: field 22 of `/proc/<pid>/stat`, in clock ticks since boot. Two
+/// processes that had the same pid at different times have different start times.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name start with field 3 (the state), so field 22 is the 20th.
+    text[text.rfind(')')? + 1..].split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
 /// Makes the kernel SIGKILL this process when its parent dies (`PR_SET_PDEATHSIG`). Children
 /// spawned by [`Spawn`] already have it; call this at the start of a process started some
-/// other way. Exits at once if the parent is already gone (we were re-parented to init).
+/// other way. Exits at once if the parent is already gone (we were re-parented to init, or the
+/// parent changed while the call was made).
 pub fn die_with_parent() {
     // SAFETY: getppid only reads the parent id.
     let before = unsafe { libc::getppid() };
@@ -569,13 +633,120 @@ pub fn die_with_parent() {
     }
 }
 
-// ---- the registry of live children, for the signal handler ----
+// ---- the lifeline ----
+
+/// The environment variable naming the process whose end ends every process of the experiment:
+/// `<pid>:<starttime>` (see the module docs).
+pub const LIFELINE_VAR: &str = "ARENALAB_LIFELINE";
+
+/// The lifeline this process joined ([`join_lifeline`]), passed on to its children unchanged.
+static JOINED: OnceLock<String> = OnceLock::new();
+
+/// The value of [`LIFELINE_VAR`] this process gives its children: the lifeline it joined, or
+/// else itself (`<own pid>:<own start time>`): the process running the experiment.
+pub fn lifeline() -> String {
+    if let Some(joined) = JOINED.get() {
+        return joined.clone();
+    }
+    static OWN: OnceLock<String> = OnceLock::new();
+    OWN.get_or_init(|| {
+        let pid = std::process::id() as i32;
+        // /proc/self/stat always exists; 0 would only make every watcher leave at once.
+        format!("{pid}:{}", start_time(pid).unwrap_or(0))
+    })
+    .clone()
+}
+
+/// Parses a [`LIFELINE_VAR`] value, `<pid>:<starttime>`.
+///
+/// ```
+/// assert_eq!(arenalab::procs::parse_lifeline("4242:123456"), Some((4242, 123456)));
+/// assert_eq!(arenalab::procs::parse_lifeline("4242"), None);
+/// ```
+pub fn parse_lifeline(value: &str) -> Option<(i32, u64)> {
+    let (pid, start) = value.split_once(':')?;
+    let pid: i32 = pid.parse().ok()?;
+    (pid > 0).then_some(())?;
+    Some((pid, start.parse().ok()?))
+}
+
+/// Joins the lifeline this process was started with ([`LIFELINE_VAR`]): from now on this
+/// process kills itself (SIGKILL) as soon as the process it names has ended, and its own
+/// children are given the same lifeline. Returns `Ok(false)` when the variable is not set (the
+/// process was not started by an experiment: nothing to watch), and an error when it is
+/// malformed. Exits at once if the lifeline's process is already gone.
+///
+/// The watch is a thread blocked in `poll` on a pidfd (or, on kernels before 5.3 without
+/// `pidfd_open`, reading the start time every 20 ms). It allocates nothing after it starts.
+pub fn join_lifeline() -> Result<bool> {
+    let Some(value) = std::env::var_os(LIFELINE_VAR) else { return Ok(false) };
+    let value = value.to_string_lossy().into_owned();
+    let (pid, start) = parse_lifeline(&value).ok_or_else(|| {
+        Error::Failed(format!("{LIFELINE_VAR}={value:?}: expected <pid>:<starttime>"))
+    })?;
+    let _ = JOINED.set(value);
+    // SAFETY: pidfd_open takes a pid and flags and touches no memory of ours.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    let no_pidfd =
+        pidfd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS);
+    if pidfd < 0 && !no_pidfd {
+        lifeline_ended();
+    }
+    // The pidfd names whatever process had `pid` when it was opened; the start time proves it
+    // is the one the lifeline means (and not a later process reusing the pid).
+    if start_time(pid) != Some(start) {
+        lifeline_ended();
+    }
+    let watcher = std::thread::Builder::new().name("lifeline".into());
+    let spawned = if no_pidfd {
+        watcher.spawn(move || {
+            block_handled_signals();
+            loop {
+                std::thread::sleep(Duration::from_millis(20));
+                if start_time(pid) != Some(start) {
+                    lifeline_ended();
+                }
+            }
+        })
+    } else {
+        watcher.spawn(move || {
+            block_handled_signals();
+            let mut pfd = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
+            loop {
+                // SAFETY: `pfd` is a live local; one entry; no timeout.
+                let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+                if r > 0 {
+                    lifeline_ended();
+                }
+                if r < 0
+                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                {
+                    // A pidfd poll cannot fail but by EINTR; if it did, leave rather than
+                    // risk outliving the experiment.
+                    lifeline_ended();
+                }
+            }
+        })
+    };
+    spawned.map_err(Error::failed("starting the lifeline watcher"))?;
+    Ok(true)
+}
+
+/// The lifeline's process is gone: end this process at once, as if killed with it.
+fn lifeline_ended() -> ! {
+    // SAFETY: kill and getpid have no memory-safety preconditions; SIGKILL to ourselves ends
+    // the whole process (every thread) without running anything more of ours.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    // SAFETY: _exit only ends the process (not reached: SIGKILL is delivered first).
+    unsafe { libc::_exit(128 + libc::SIGKILL) }
+}
+
+// ---- the registry of live children (for [`live_children`]) ----
 
 /// At most this many children are alive at once.
 pub const REGISTRY_SLOTS: usize = 256;
 
-/// Live children's pids; 0 marks a free slot. Atomics, so the signal handler can read them
-/// without locks (async-signal-safe).
+/// Live children's pids; 0 marks a free slot.
 static REGISTRY: [AtomicI32; REGISTRY_SLOTS] = [const { AtomicI32::new(0) }; REGISTRY_SLOTS];
 
 fn register(pid: i32) -> Option<usize> {
@@ -588,7 +759,9 @@ fn unregister(slot: usize, pid: i32) {
     let _ = REGISTRY[slot].compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
 }
 
-/// Pids of the children this process has spawned and not yet reaped.
+/// Pids of the children this process has spawned through [`Spawn`] and not yet reaped.
+/// (Orphans re-parented to this process are not among them; the signal handler does not rely on
+/// this list but on `/proc`.)
 pub fn live_children() -> Vec<i32> {
     REGISTRY.iter().map(|s| s.load(Ordering::SeqCst)).filter(|&p| p != 0).collect()
 }
@@ -598,73 +771,72 @@ fn kill_and_reap(pid: i32) {
     let _ = wait4(pid, false);
 }
 
-/// The signals whose handler kills the registered children.
+// ---- the end of every descendant on SIGINT, SIGTERM, SIGHUP ----
+
+/// The signals whose handler ends every descendant.
 const HANDLED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-/// Blocks [`HANDLED`] on the calling thread while alive; restores the previous mask on drop.
-struct BlockSignals {
-    old: libc::sigset_t,
-}
-
-impl BlockSignals {
-    fn new() -> BlockSignals {
-        // SAFETY: all-zero sigsets are valid values, initialised by sigemptyset before use;
-        // pthread_sigmask only changes this thread's mask and writes the old one into `old`.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for sig in HANDLED {
-                libc::sigaddset(&mut set, sig);
-            }
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-            BlockSignals { old }
-        }
-    }
-}
-
-impl Drop for BlockSignals {
-    fn drop(&mut self) {
-        // SAFETY: restores the mask saved in `new`; the guard is a local of `Spawn::spawn`, so
-        // it is dropped on the thread that made it.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
-    }
-}
-
-/// Installs the SIGINT/SIGTERM handler once per process (done by the first [`Spawn::spawn`]).
+/// Makes this process responsible for its descendants, once: a child subreaper (orphans at any
+/// depth are re-parented to it, never to init) with the handler for SIGINT, SIGTERM and SIGHUP installed.
+/// [`Spawn::spawn`] calls it before the first fork; until then there is no descendant to end.
 pub fn install_signal_handlers() {
+    become_responsible();
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP on the calling thread, for this module's helper threads
+/// (stderr readers, the lifeline watcher): the handler then runs on a thread of the program
+/// (the main thread, normally), which it suspends while it ends every descendant, rather than
+/// on a helper while the program goes on and perhaps exits with a status of its own.
+fn block_handled_signals() {
+    // SAFETY: an all-zero sigset is a valid value, initialised by sigemptyset before use;
+    // pthread_sigmask only changes the calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in HANDLED {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn become_responsible() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an integer flag and touches no memory.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) };
         for sig in HANDLED {
-            // SAFETY: an all-zero sigaction is a valid starting value; the handler is an
-            // `extern "C" fn(c_int)` that only calls async-signal-safe functions.
+            // SAFETY: an all-zero sigaction is a valid starting value, initialised below; the
+            // handler is an `extern "C" fn(c_int)` that only calls async-signal-safe functions;
+            // while it runs, every handled signal is blocked on its thread (sa_mask).
             unsafe {
                 let mut sa: libc::sigaction = std::mem::zeroed();
                 sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
                 libc::sigemptyset(&mut sa.sa_mask);
+                for s in HANDLED {
+                    libc::sigaddset(&mut sa.sa_mask, s);
+                }
                 libc::sigaction(sig, &sa, std::ptr::null_mut());
             }
         }
     });
 }
 
-/// Kills and reaps every registered child, then leaves with status 128 + signal (130 for
-/// Ctrl-C), as a shell reports a process ended by that signal. Only async-signal-safe calls:
-/// atomic loads, kill, waitpid, write, _exit.
+/// Set by the first thread that runs the handler; a second one waits for it to end the process.
+static ENDING: AtomicBool = AtomicBool::new(false);
+
+/// Ends every descendant, reaps them, then leaves with status 128 + signal (130 for Ctrl-C), as
+/// a shell reports a process ended by that signal. Only async-signal-safe calls, no allocation.
 extern "C" fn on_signal(sig: libc::c_int) {
-    for slot in &REGISTRY {
-        let pid = slot.swap(0, Ordering::SeqCst);
-        if pid > 0 {
-            // SAFETY: kill and waitpid are async-signal-safe and touch no shared memory but the
-            // status int on our stack.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                let mut st = 0;
-                libc::waitpid(pid, &mut st, 0);
-            }
+    if ENDING.swap(true, Ordering::SeqCst) {
+        loop {
+            // SAFETY: pause only suspends this thread; the first handler ends the process.
+            unsafe { libc::pause() };
         }
     }
-    let msg = b"\narenalab: interrupted; child processes killed\n";
+    // SAFETY: called from the signal handler, as end_descendants requires.
+    unsafe { end_descendants() };
+    let msg = b"\narenalab: interrupted; every child process killed and reaped\n";
     // SAFETY: write and _exit are async-signal-safe; the buffer is a static byte string.
     unsafe {
         libc::write(2, msg.as_ptr().cast(), msg.len());
@@ -672,16 +844,167 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-/// Registers a process that was not spawned through [`Spawn`] (a grandchild about to be
-/// orphaned onto this process as its subreaper, say) so the Ctrl-C handler kills and reaps it
-/// too. Returns the registry slot to pass to [`forget_adopted`] once it is reaped, or `None`
-/// when the registry is full. (Added for the pool experiment's orphans.)
-pub fn adopt(pid: i32) -> Option<usize> {
-    install_signal_handlers();
-    register(pid)
+/// SIGKILLs every live child of this process, reaps the dead ones, and repeats until a scan of
+/// `/proc` finds no live child (for at most 30 s, in case a process is stuck in the kernel).
+/// As this process is a child subreaper, that leaves no live descendant at any depth.
+///
+/// # Safety
+///
+/// Meant for the signal handler: it reaps *every* child with `waitpid(-1)`, so any [`Child`]
+/// of this process is left with a pid it may no longer own. Call it only when the process is
+/// about to exit.
+unsafe fn end_descendants() {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    for _ in 0..30_000 {
+        // SAFETY: the path is a NUL-terminated static string.
+        let dir = unsafe {
+            libc::open(c"/proc".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        };
+        let mut live = 0usize;
+        if dir >= 0 {
+            let mut buf = [0u8; 8192];
+            loop {
+                // SAFETY: the buffer is a live local of the length given.
+                let n = unsafe {
+                    libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len())
+                };
+                if n <= 0 {
+                    break;
+                }
+                let mut off = 0usize;
+                while off + 19 < n as usize {
+                    // linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name.
+                    let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                    if reclen == 0 {
+                        break;
+                    }
+                    let name = &buf[off + 19..(off + reclen).min(n as usize)];
+                    if let Some(pid) = parse_pid(name)
+                        && pid != me
+                        && signal_if_live_child(pid, me)
+                    {
+                        live += 1;
+                    }
+                    off += reclen;
+                }
+            }
+            // SAFETY: `dir` is an fd this function opened.
+            unsafe { libc::close(dir) };
+        }
+        // Reap whatever has died (our children and re-parented orphans alike).
+        loop {
+            let mut st = 0;
+            // SAFETY: waitpid writes only the status int on our stack.
+            if unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) } <= 0 {
+                break;
+            }
+        }
+        if live == 0 || dir < 0 {
+            break;
+        }
+        let pause = libc::timespec { tv_sec: 0, tv_nsec: 1_000_000 };
+        // SAFETY: nanosleep reads the local timespec; a null remainder is allowed.
+        unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+    }
 }
 
-/// Takes an [`adopt`]ed pid out of the registry (call it after reaping the process).
-pub fn forget_adopted(slot: usize, pid: i32) {
-    unregister(slot, pid);
+/// A `/proc` entry name as a pid (digits, then NUL), or `None`.
+fn parse_pid(name: &[u8]) -> Option<i32> {
+    let mut pid: i32 = 0;
+    let mut digits = 0;
+    for &b in name {
+        match b {
+            0 => break,
+            b'0'..=b'9' => {
+                pid = pid.checked_mul(10)?.checked_add((b - b'0') as i32)?;
+                digits += 1;
+            }
+            _ => return None,
+        }
+    }
+    (digits > 0).then_some(pid)
+}
+
+/// If `pid` is a child of `me`, SIGKILLs it; returns whether it is a live one (not a zombie).
+/// Zombies are signalled too: a process whose main thread has ended shows `Z` while its other
+/// threads run, and SIGKILL ends them all (it does nothing to a real zombie). The signal goes
+/// through a pidfd opened *before* the check, so that if the pid was reused meanwhile the signal
+/// reaches the (dead) process the check was about, never a stranger. Async-signal-safe.
+fn signal_if_live_child(pid: i32, me: i32) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and touches no memory of ours.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    let (child, live) = match raw_stat(pid) {
+        Some((state, ppid)) if ppid == me => (true, state != b'Z' && state != b'X'),
+        _ => (false, false),
+    };
+    if child {
+        if pidfd >= 0 {
+            // SAFETY: pidfd_send_signal with a null siginfo sends a plain SIGKILL.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd,
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+        } else {
+            // No pidfd support (or the process just ended): fall back to the pid.
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    if pidfd >= 0 {
+        // SAFETY: an fd this function opened.
+        unsafe { libc::close(pidfd) };
+    }
+    live
+}
+
+/// (state, ppid) of `pid` from `/proc/<pid>/stat`, read with raw syscalls into stack buffers
+/// (async-signal-safe). Only the start of the line is read: the fields after the command name
+/// are numbers, so the last `)` within it is the command name's end.
+fn raw_stat(pid: i32) -> Option<(u8, i32)> {
+    let mut path = [0u8; 32];
+    let prefix = b"/proc/";
+    path[..prefix.len()].copy_from_slice(prefix);
+    let mut len = prefix.len();
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    let mut p = pid;
+    loop {
+        digits[n] = b'0' + (p % 10) as u8;
+        n += 1;
+        p /= 10;
+        if p == 0 {
+            break;
+        }
+    }
+    for i in (0..n).rev() {
+        path[len] = digits[i];
+        len += 1;
+    }
+    let suffix = b"/stat\0";
+    path[len..len + suffix.len()].copy_from_slice(suffix);
+    // SAFETY: `path` is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is a live local of the length given; `fd` is ours.
+    let got = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: as above.
+    unsafe { libc::close(fd) };
+    if got <= 0 {
+        return None;
+    }
+    let text = &buf[..got as usize];
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let mut fields = text[close + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    let ppid = parse_pid(fields.next()?)?;
+    Some((state, ppid))
 }

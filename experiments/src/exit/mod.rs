@@ -342,27 +342,7 @@ pub fn validate(args: &ExitArgs) -> Result<()> {
     if args.mib == 0 {
         return Err(Error::Usage("--mib 0: the child must allocate at least 1 MiB".into()));
     }
-    check_fits(args.mib, 1)
-}
-
-/// Fails with [`Error::Usage`] when `processes` children of `mib` MiB each would not fit in
-/// MemAvailable (allowing half as much again for allocator overhead and bookkeeping, plus
-/// 256 MiB for everything else).
-pub fn check_fits(mib: u64, processes: u64) -> Result<()> {
-    let avail = measure::system()?.mem_available_bytes >> 20;
-    let need = mib
-        .checked_mul(3)
-        .map(|m| m / 2)
-        .and_then(|m| m.checked_mul(processes))
-        .and_then(|m| m.checked_add(256));
-    match need {
-        Some(need) if need <= avail => Ok(()),
-        _ => Err(Error::Usage(format!(
-            "--mib {mib}: {processes} process(es) of {mib} MiB need about {} MiB with overhead, \
-             but MemAvailable is {avail} MiB",
-            need.map_or("an overflowing number of".to_string(), |n| n.to_string())
-        ))),
-    }
+    crate::fit::check_fits(args.mib, 1)
 }
 
 /// Runs every cell and returns the results. Shows a progress bar on a terminal.

@@ -10,11 +10,10 @@
 use super::Ending;
 use crate::error::{Error, Result};
 use crate::measure::{self, ProcessMemory};
-use crate::retention::workloads::MappedVec;
-use core::alloc::{GlobalAlloc, Layout};
+use crate::worker::{Objects, say};
 use lineup::{Allocator, AllocatorStats};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 
 /// Arguments of the hidden `arenalab worker exit`.
 #[derive(Clone, Debug, clap::Args)]
@@ -65,74 +64,15 @@ pub enum Report {
     },
 }
 
-/// The object sizes, cycled: 32 to 512 bytes in 32-byte steps (pymalloc's small-object range).
-fn object_size(i: usize) -> usize {
-    32 * (1 + i % 16)
-}
-
-/// The objects, freed on drop (as a `Vec<Box<_>>` would be) unless leaked with
-/// [`Objects::leak`].
-pub(crate) struct Objects {
-    alloc: &'static dyn GlobalAlloc,
-    ptrs: MappedVec<usize>,
-    requested: u64,
-}
-
-impl Objects {
-    pub(crate) fn allocate(allocator: Allocator, mib: u64) -> Result<Objects> {
-        let target = mib << 20;
-        let mean = (1..=16).map(|k| 32 * k).sum::<u64>() / 16;
-        // Whole cycles of the 16 sizes, so the requested total reaches the target.
-        let count = (target.div_ceil(mean).div_ceil(16) * 16) as usize;
-        let alloc = allocator.global();
-        let mut ptrs = MappedVec::filled(count, 0usize)?;
-        let mut requested = 0u64;
-        for (i, slot) in ptrs.iter_mut().enumerate() {
-            let size = object_size(i);
-            let layout = Layout::from_size_align(size, 8).expect("small power-of-two alignment");
-            // SAFETY: the layout has a non-zero size.
-            let p = unsafe { alloc.alloc(layout) };
-            if p.is_null() {
-                return Err(Error::Failed(format!("{allocator}: out of memory at object {i}")));
-            }
-            // SAFETY: `p` is a fresh block of `size` bytes; writing every byte makes it resident.
-            unsafe { p.write_bytes(i as u8 | 1, size) };
-            *slot = p as usize;
-            requested += size as u64;
-        }
-        Ok(Objects { alloc, ptrs, requested })
-    }
-
-    pub(crate) fn leak(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Objects {
-    fn drop(&mut self) {
-        for (i, &p) in self.ptrs.iter().enumerate() {
-            let layout = Layout::from_size_align(object_size(i), 8).expect("as allocated");
-            // SAFETY: each address came from `self.alloc` with this layout and is freed once.
-            unsafe { self.alloc.dealloc(p as *mut u8, layout) };
-        }
-    }
-}
-
-fn say(report: &Report) -> Result<()> {
-    let line = serde_json::to_string(report).map_err(|e| Error::Failed(e.to_string()))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").and_then(|()| out.flush()).map_err(Error::failed("writing stdout"))
-}
-
 /// Runs one exit child.
 pub fn run_worker(args: &WorkerArgs) -> Result<()> {
     let start = std::time::Instant::now();
     let objects = Objects::allocate(args.allocator, args.mib)?;
     let alloc_ms = start.elapsed().as_secs_f64() * 1e3;
     say(&Report::Ready {
-        objects: objects.ptrs.len() as u64,
-        requested_bytes: objects.requested,
-        bookkeeping_bytes: (objects.ptrs.len() * size_of::<usize>()) as u64,
+        objects: objects.len() as u64,
+        requested_bytes: objects.requested_bytes(),
+        bookkeeping_bytes: objects.bookkeeping_bytes(),
         alloc_ms,
         stats: args.allocator.stats(),
         process: measure::this_process()?,

@@ -18,10 +18,13 @@
 //!
 //! Every scenario samples, every 10 ms, how many workers are alive (not zombies) and their summed
 //! `VmRSS` (`/proc/PID/status`). The parent-killed scenarios need a pool parent that is itself a
-//! child, `arenalab worker pool parent`, which prints its workers' pids; the experiment makes
-//! itself the *child subreaper* (`PR_SET_CHILD_SUBREAPER`) so the orphans are re-parented to it
-//! rather than to init, registers them for its Ctrl-C handler ([`crate::procs::adopt`]), and
-//! finally kills and reaps whatever is left: nothing outlives the experiment.
+//! child, `arenalab worker pool parent`, which prints its workers' pids. `arenalab` is a *child
+//! subreaper* ([`crate::procs`]), so when the pool parent is killed its orphans are re-parented to
+//! `arenalab` rather than to init: the experiment watches them live on (the "no fix" case), then
+//! kills and reaps whatever is left. Every pool process joins `arenalab`'s lifeline
+//! ([`crate::procs::join_lifeline`]), so even the deliberate orphans die with `arenalab` if it is
+//! killed, and on Ctrl-C `arenalab` ends them with every other descendant: nothing outlives the
+//! experiment.
 //!
 //! | item | is |
 //! | --- | --- |
@@ -105,8 +108,9 @@ pub enum Watch {
     Stdin,
 }
 
-/// Handles the naive `Drop` forgot. They are still registered with [`crate::procs`], so Ctrl-C
-/// kills them, and [`clean_up_forgotten`] ends them at the end of the scenario.
+/// Handles the naive `Drop` forgot. They are still children of this process, so Ctrl-C ends them
+/// with every other descendant ([`crate::procs`]), and [`clean_up_forgotten`] ends them at the end
+/// of the scenario.
 static FORGOTTEN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 /// Kills and reaps the workers a naive `Drop` left behind; returns how many there were.
@@ -504,7 +508,7 @@ pub fn validate(args: &PoolArgs) -> Result<()> {
     if args.mib == 0 {
         return Err(Error::Usage("--mib 0: each worker must hold at least 1 MiB".into()));
     }
-    crate::exit::check_fits(args.mib, args.workers as u64)
+    crate::fit::check_fits(args.mib, args.workers as u64)
 }
 
 /// Runs the scenarios and returns their timelines.
@@ -608,34 +612,15 @@ fn run_scenario(s: Scenario, args: &PoolArgs) -> Result<ScenarioResult> {
                 Scenario::ParentKilledPdeathsig => Fix::Pdeathsig,
                 _ => Fix::Pipe,
             };
-            let _subreaper = Subreaper::become_one();
             parent_killed(&mut rec, fix, k, m, a).map(|n| rec.finish(s, n))
         }
     }
 }
 
-/// While alive, this process is the child subreaper: orphaned descendants are re-parented to it
-/// (not to init), so it can see and reap them.
-struct Subreaper;
-
-impl Subreaper {
-    fn become_one() -> Subreaper {
-        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes an integer flag and touches no memory.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) };
-        Subreaper
-    }
-}
-
-impl Drop for Subreaper {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0 as libc::c_ulong) };
-    }
-}
-
-/// Orphans this process adopted; killed and reaped on drop whatever happens.
+/// The pool parent's workers, which become this process's children (it is a child subreaper)
+/// when the pool parent dies; killed and reaped on drop whatever happens.
 struct Orphans {
-    adopted: Vec<(i32, Option<usize>)>,
+    adopted: Vec<i32>,
 }
 
 impl Orphans {
@@ -643,7 +628,7 @@ impl Orphans {
     /// were still running.
     fn clean_up(&mut self) -> usize {
         let mut running = 0;
-        for (pid, slot) in std::mem::take(&mut self.adopted) {
+        for pid in std::mem::take(&mut self.adopted) {
             if procs::is_running(pid) {
                 running += 1;
                 let _ = procs::send_signal(pid, libc::SIGKILL);
@@ -655,9 +640,6 @@ impl Orphans {
                 while procs::is_running(pid) && Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-            }
-            if let Some(slot) = slot {
-                procs::forget_adopted(slot, pid);
             }
         }
         running
@@ -676,9 +658,9 @@ fn parent_killed(rec: &mut Recorder, fix: Fix, k: usize, m: u64, a: Allocator) -
         .args(["--allocator", a.name(), "--fix", fix.name()])
         .spawn()?;
     let ready: worker::ParentReady = parent.read_json()?;
-    // Adopt first, so Ctrl-C from here on also ends the workers.
-    let mut orphans =
-        Orphans { adopted: ready.worker_pids.iter().map(|&p| (p, procs::adopt(p))).collect() };
+    // Kept from here on, so an error below still kills and reaps them (Ctrl-C needs no list: the
+    // handler ends every descendant).
+    let mut orphans = Orphans { adopted: ready.worker_pids.clone() };
     rec.pids = ready.worker_pids.clone();
     rec.event("pool parent up, every worker ready and busy");
     rec.watch(BEFORE);

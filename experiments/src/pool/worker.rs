@@ -3,11 +3,12 @@
 //! while its workers are busy).
 
 use super::{Fix, Pool, Watch};
-use crate::error::{Error, Result};
-use crate::exit::worker::Objects;
+use crate::error::Result;
+use crate::procs;
+use crate::worker::{Objects, say};
 use lineup::Allocator;
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::time::Duration;
 
 /// Arguments of the hidden `arenalab worker pool`.
@@ -68,14 +69,13 @@ pub struct ParentReady {
     pub worker_pids: Vec<i32>,
 }
 
-fn say<T: Serialize>(v: &T) -> Result<()> {
-    let line = serde_json::to_string(v).map_err(|e| Error::Failed(e.to_string()))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").and_then(|()| out.flush()).map_err(Error::failed("writing stdout"))
-}
-
 /// Runs a pool worker or a pool parent.
+///
+/// Both join `arenalab`'s lifeline first ([`procs::join_lifeline`]): a worker may outlive its
+/// pool parent (that is what the "no fix" scenario shows), but never `arenalab`; and the pool
+/// parent passes the same lifeline on to its workers.
 pub fn run_worker(args: &WorkerArgs) -> Result<()> {
+    procs::join_lifeline()?;
     match &args.role {
         Role::Worker { mib, allocator, watch } => {
             let objects = Objects::allocate(*allocator, *mib)?;

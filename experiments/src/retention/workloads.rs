@@ -17,7 +17,6 @@
 use super::{Phase, WorkerArgs};
 use crate::error::{Error, Result};
 use core::alloc::{GlobalAlloc, Layout};
-use core::ptr::NonNull;
 use lineup::Allocator;
 use pymalloc::{ArenaPolicy, Config, Preset, PyMalloc};
 use rand::rngs::StdRng;
@@ -136,82 +135,7 @@ impl Workload {
     }
 }
 
-/// A fixed-length array in its own anonymous mapping: bookkeeping that never touches the
-/// allocator under test. Every slot is written when it is created, so its pages are resident
-/// before the baseline is taken and stay so.
-pub struct MappedVec<T: Copy> {
-    /// Start of the mapping; `len` initialised `T`s live there.
-    ptr: NonNull<T>,
-    len: usize,
-    /// Length of the mapping in bytes (≥ `len × size_of::<T>()`, at least one byte).
-    bytes: usize,
-}
-
-impl<T: Copy> MappedVec<T> {
-    /// `len` copies of `value` in a fresh mapping.
-    pub fn filled(len: usize, value: T) -> Result<MappedVec<T>> {
-        let bytes = len
-            .checked_mul(size_of::<T>())
-            .ok_or_else(|| Error::Failed(format!("bookkeeping for {len} entries overflows")))?
-            .max(1);
-        // SAFETY: a new anonymous private mapping; it aliases nothing.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(Error::Failed(format!(
-                "mapping {bytes} bytes of bookkeeping: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        let ptr = NonNull::new(p.cast::<T>()).expect("mmap never returns null on success");
-        for i in 0..len {
-            // SAFETY: i < len and the mapping holds len Ts; mmap's page alignment satisfies
-            // any T's alignment.
-            unsafe { ptr.as_ptr().add(i).write(value) };
-        }
-        Ok(MappedVec { ptr, len, bytes })
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether it has no entries.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl<T: Copy> core::ops::Deref for MappedVec<T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        // SAFETY: `len` initialised Ts at `ptr`, borrowed for the life of `&self`.
-        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl<T: Copy> core::ops::DerefMut for MappedVec<T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl<T: Copy> Drop for MappedVec<T> {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping made in `filled`; no reference to it outlives `self`.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.bytes) };
-    }
-}
+pub use crate::worker::MappedVec;
 
 /// What a workload calls to record a phase: the worker measures the process and the
 /// allocator. `release` also makes the allocator's release call first.
