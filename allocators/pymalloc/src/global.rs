@@ -3,14 +3,18 @@
 //! One heap serves every thread, as one interpreter's pymalloc serves every thread under the
 //! GIL. Three things make that safe beyond mutual exclusion:
 //!
-//! * **The lock parks waiters.** It is a futex mutex (three states: unlocked, locked, locked
-//!   with waiters). Uncontended, a call costs one atomic compare-exchange to lock and one atomic
-//!   swap to unlock, and no system call. A waiter first spins with exponential back-off
-//!   (1, 2, 4, ... 64 pause instructions between looks, 127 in all), as the holder is usually
-//!   a few hundred nanoseconds from releasing; then it sleeps in the kernel (`FUTEX_WAIT`) and
-//!   the unlocking thread wakes one sleeper (`FUTEX_WAKE`). A sleeper costs no CPU, so a holder
-//!   that was preempted gets its core back, which a spin-then-`sched_yield` lock does not
-//!   guarantee.
+//! * **The lock parks waiters.** Uncontended, a call costs one atomic compare-exchange to lock
+//!   and a plain store plus a load to unlock: no read-modify-write and no system call on the way
+//!   out, as cheap as the spin lock it replaces. A waiter first spins with exponential back-off
+//!   (1, 2, 4, ... 64 pause instructions between looks, 127 in all), as the holder is usually a
+//!   few hundred nanoseconds from releasing; then it registers as parked and sleeps in the
+//!   kernel on the lock word (`FUTEX_WAIT`), and an unlock that sees a parked thread wakes one
+//!   (`FUTEX_WAKE`), at most one at a time until the woken thread has run. A sleeper costs no
+//!   CPU, so a preempted holder gets its core back, which a spin-then-`sched_yield` lock does
+//!   not guarantee. Because the unlock does not read-modify-write, it can miss a waiter that
+//!   registers in the same instant; every sleep is therefore bounded (1 ms), so a missed
+//!   wake-up costs at most that, never a hang. There is no fairness: a running thread can take
+//!   the lock ahead of a sleeping one (as with glibc's default mutex).
 //! * **`fork()` is safe.** A child process has one thread, the one that forked. Had another
 //!   thread held the lock at that instant, the child would inherit a lock that nobody will ever
 //!   release, over a heap caught halfway through an update. So the first call on any `PyMalloc`
@@ -45,16 +49,25 @@ pub const SLOTS: usize = 64;
 
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
-/// Locked, and some thread may be asleep on the futex: the unlocking thread must wake one.
-const CONTENDED: u32 = 2;
+
+/// How long a parked waiter sleeps before looking at the lock again even if nobody woke it: the
+/// bound on the one wake-up the plain-store unlock can miss (see [`LockSlot::unlock`]).
+const PARK_TIMEOUT_NS: i64 = 1_000_000;
 
 /// One lock of the process-wide table, alone on its cache line so that two heaps' locks do not
 /// slow each other down.
 #[repr(align(64))]
 struct LockSlot {
-    /// `UNLOCKED`, `LOCKED` or `CONTENDED`; the futex word.
+    /// `UNLOCKED` or `LOCKED`; the futex word that waiters sleep on.
     state: AtomicU32,
-    /// `pthread_self()` of the holder while the lock is held, 0 otherwise. Written only by the
+    /// Threads in the parking part of `lock_contended` (asleep or about to be): an unlock that
+    /// sees 0 makes no system call.
+    parked: AtomicU32,
+    /// A wake-up was sent and the woken thread has not run yet: further unlocks send none (one
+    /// thread at a time competes for the lock from the kernel's queue, and an unlock under
+    /// contention makes at most one system call per waiter that actually wakes).
+    waking: AtomicBool,
+    /// `current_thread()` of the holder while the lock is held, 0 otherwise. Written only by the
     /// holder (after locking, before unlocking), so a thread reading its own id here holds the
     /// lock.
     owner: AtomicUsize,
@@ -97,23 +110,31 @@ fn fatal(msg: &str) -> ! {
     }
 }
 
+std::thread_local! {
+    /// Its address identifies the thread: distinct for every live thread, never 0, and taken
+    /// without a call or an allocation (a `const`-initialised thread-local without destructor
+    /// is a plain offset from the thread pointer).
+    static THREAD_TOKEN: u8 = const { 0 };
+}
+
 /// An id for the calling thread, never 0, unique among the process's live threads.
 #[inline(always)]
 fn current_thread() -> usize {
-    // SAFETY: pthread_self has no preconditions and does not allocate (it reads the thread
-    // pointer).
-    unsafe { libc::pthread_self() as usize }
+    THREAD_TOKEN.with(|t| t as *const u8 as usize)
 }
 
 impl LockSlot {
     const fn new() -> LockSlot {
         LockSlot {
             state: AtomicU32::new(UNLOCKED),
+            parked: AtomicU32::new(0),
+            waking: AtomicBool::new(false),
             owner: AtomicUsize::new(0),
             claimed: AtomicBool::new(false),
         }
     }
 
+    /// One compare-exchange when the lock is free.
     #[inline(always)]
     fn lock(&self) {
         if self
@@ -126,12 +147,28 @@ impl LockSlot {
         self.owner.store(current_thread(), Ordering::Relaxed);
     }
 
+    /// A plain store and a load: no read-modify-write. The load of `parked` may be ordered
+    /// before the store becomes visible (x86 lets a load pass an earlier store), so a waiter
+    /// that registers in that instant, finds the lock still held and goes to sleep is not woken
+    /// by this unlock; it wakes by itself after [`PARK_TIMEOUT_NS`] at the latest, or earlier
+    /// from the next unlock. A fence or a swap here would close the window but would cost an
+    /// atomic read-modify-write on every call, contended or not.
     #[inline(always)]
     fn unlock(&self) {
         self.owner.store(0, Ordering::Relaxed);
-        if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
+        self.state.store(UNLOCKED, Ordering::Release);
+        if self.parked.load(Ordering::Relaxed) != 0 && !self.waking.swap(true, Ordering::Relaxed) {
             self.wake_one();
         }
+    }
+
+    #[cold]
+    fn try_lock(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == UNLOCKED
+            && self
+                .state
+                .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
     }
 
     #[cold]
@@ -139,36 +176,41 @@ impl LockSlot {
         if self.owner.load(Ordering::Relaxed) == current_thread() {
             fatal(MSG_REENTERED);
         }
+        // Spin with exponential back-off: the holder is usually a few hundred nanoseconds from
+        // releasing.
         let mut pauses = 1;
         while pauses <= 64 {
             for _ in 0..pauses {
                 core::hint::spin_loop();
             }
-            if self.state.load(Ordering::Relaxed) == UNLOCKED
-                && self
-                    .state
-                    .compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if self.try_lock() {
                 return;
             }
             pauses *= 2;
         }
-        // Sleep. Marking the lock CONTENDED (even when taking it) makes its next unlock wake a
-        // sleeper; a spurious wake-up only costs one more pass.
-        while self.state.swap(CONTENDED, Ordering::Acquire) != UNLOCKED {
-            // SAFETY: FUTEX_WAIT on a live, aligned u32 in static memory; it returns at once
-            // if the word is no longer CONTENDED, and the loop re-checks after every return.
+        // Park. Registered before the last look at the lock, so an unlock after that look sees
+        // `parked` (but for the window described at `unlock`, which the timeout covers).
+        self.parked.fetch_add(1, Ordering::SeqCst);
+        while !self.try_lock() {
+            let timeout = libc::timespec { tv_sec: 0, tv_nsec: PARK_TIMEOUT_NS };
+            // SAFETY: FUTEX_WAIT on a live, aligned u32 in static memory, with a valid relative
+            // timeout; the kernel sleeps only while the word is still LOCKED, and the loop looks
+            // at the lock again after every return (wake-up, timeout, signal or mismatch).
             unsafe {
                 libc::syscall(
                     libc::SYS_futex,
                     self.state.as_ptr(),
                     libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                    CONTENDED,
-                    core::ptr::null::<libc::timespec>(),
+                    LOCKED,
+                    &timeout as *const libc::timespec,
                 );
             }
+            self.waking.store(false, Ordering::Relaxed);
         }
+        // Also when the lock was taken without sleeping: a wake-up sent meanwhile found no
+        // sleeper, and must not keep the next unlocks from waking one.
+        self.waking.store(false, Ordering::Relaxed);
+        self.parked.fetch_sub(1, Ordering::Relaxed);
     }
 
     #[cold]
@@ -266,6 +308,8 @@ unsafe extern "C" fn after_fork_in_parent() {
 unsafe extern "C" fn after_fork_in_child() {
     for slot in &LOCKS[..CLAIMED_HIGH.load(Ordering::Relaxed)] {
         slot.owner.store(0, Ordering::Relaxed);
+        slot.parked.store(0, Ordering::Relaxed);
+        slot.waking.store(false, Ordering::Relaxed);
         slot.state.store(UNLOCKED, Ordering::Relaxed);
     }
     REGISTRY.store(false, Ordering::Relaxed);
