@@ -244,6 +244,10 @@ fn registry_unlock() {
 /// Registers the fork handlers once per process.
 #[cold]
 fn register_fork_handlers() {
+    if cfg!(miri) {
+        // Miri runs no `fork` (nor `pthread_atfork`): nothing to guard against.
+        return;
+    }
     loop {
         match ATFORK.load(Ordering::Acquire) {
             ATFORK_DONE => return,
