@@ -146,11 +146,11 @@ pub struct ExitArgs {
     pub endings: Vec<Ending>,
     /// MiB of small objects each child allocates and writes.
     #[arg(long, value_name = "M", default_value_t = DEFAULT_MIB, allow_negative_numbers = true,
-        value_parser = crate::cli::whole("--mib", MIN_MIB, None))]
+        value_parser = crate::cli::whole::<u64>("--mib", MIN_MIB, None))]
     pub mib: u64,
     /// Runs of each (allocator, ending) cell; the table shows median and range.
     #[arg(long, value_name = "R", default_value_t = DEFAULT_REPEATS, allow_negative_numbers = true,
-        value_parser = crate::cli::whole("--repeats", 1, None))]
+        value_parser = crate::cli::whole::<usize>("--repeats", 1, None))]
     pub repeats: usize,
     /// Print one JSON document instead of a table.
     #[arg(long)]

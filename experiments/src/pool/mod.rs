@@ -267,11 +267,11 @@ impl Scenario {
 pub struct PoolArgs {
     /// Worker processes in each pool.
     #[arg(long, value_name = "K", default_value_t = DEFAULT_WORKERS, allow_negative_numbers = true,
-        value_parser = crate::cli::whole("--workers", 1, Some(MAX_WORKERS)))]
+        value_parser = crate::cli::whole::<usize>("--workers", 1, Some(MAX_WORKERS)))]
     pub workers: usize,
     /// MiB of small objects each worker allocates and holds.
     #[arg(long, value_name = "M", default_value_t = DEFAULT_MIB, allow_negative_numbers = true,
-        value_parser = crate::cli::whole("--mib", 1, None))]
+        value_parser = crate::cli::whole::<u64>("--mib", 1, None))]
     pub mib: u64,
     /// The allocator inside the workers (it does not change when memory comes back: exit does).
     #[arg(long, value_name = "A", default_value_t = Allocator::System,

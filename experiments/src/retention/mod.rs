@@ -67,11 +67,11 @@ pub struct RetentionArgs {
     pub workloads: Vec<Workload>,
     /// Objects per workload (`large` uses fixed 64 MiB rounds instead).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_OBJECTS, allow_negative_numbers = true,
-        value_parser = crate::cli::whole("--objects", 1, Some(MAX_OBJECTS)))]
+        value_parser = crate::cli::whole::<u64>("--objects", 1, Some(MAX_OBJECTS)))]
     pub objects: u64,
     /// Object size in bytes (`mixed` draws 8-512 instead; `large` uses fixed sizes).
     #[arg(long, value_name = "S", default_value_t = DEFAULT_SIZE, allow_negative_numbers = true,
-        value_parser = crate::cli::whole("--size", 1, Some(MAX_SIZE)))]
+        value_parser = crate::cli::whole::<u64>("--size", 1, Some(MAX_SIZE)))]
     pub size: u64,
     /// Print the runs as one JSON document (command, machine and date first) instead of tables.
     #[arg(long)]
