@@ -142,11 +142,11 @@ pub fn choice<T: Copy + Send + Sync + 'static>(
 /// A clap error in the program's one style: `arenalab: ...` and where to read more.
 fn clap_message(e: &clap::Error) -> String {
     use std::error::Error as _;
-    if e.kind() == clap::error::ErrorKind::ValueValidation {
-        if let Some(source) = e.source() {
-            // The parsers above already name the flag, the accepted values and the bad one.
-            return source.to_string();
-        }
+    if e.kind() == clap::error::ErrorKind::ValueValidation
+        && let Some(source) = e.source()
+    {
+        // The parsers above already name the flag, the accepted values and the bad one.
+        return source.to_string();
     }
     // clap's own wording: the first line without its "error: ", its tips, and its usage line.
     let text = e.to_string();

@@ -150,7 +150,7 @@ unsafe fn validate<S: ArenaSource>(heap: &Heap<S>, p: *mut u8) -> Result<LiveBlo
         let class = crate::SizeClass(szidx as u8);
         let block = c.block_size(class);
         let off = block_start.wrapping_sub(pool as usize + c.pool_overhead());
-        if off % block != 0 || off / block >= c.blocks_per_pool(class) {
+        if !off.is_multiple_of(block) || off / block >= c.blocks_per_pool(class) {
             return Err(not_ours);
         }
     } else if !os::is_mapped(address - 16, 16) {

@@ -154,7 +154,7 @@ pub(crate) fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
             ensure!(
                 next_off >= c.pool_overhead() + 2 * block
                     && next_off <= ps
-                    && (next_off - c.pool_overhead()) % block == 0,
+                    && (next_off - c.pool_overhead()).is_multiple_of(block),
                 "nextoffset on a block boundary inside the pool",
                 i,
                 pool,
@@ -173,7 +173,7 @@ pub(crate) fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
                 ensure!(
                     off >= c.pool_overhead()
                         && off < nextoffset
-                        && (off - c.pool_overhead()) % block == 0,
+                        && (off - c.pool_overhead()).is_multiple_of(block),
                     "free block on a carved block boundary",
                     i,
                     pool,

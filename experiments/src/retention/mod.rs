@@ -284,17 +284,17 @@ pub fn plan_with(args: &RetentionArgs, available: u64) -> Result<Plan> {
     crate::cli::check_range("--objects", args.objects, 1, Some(MAX_OBJECTS))?;
     crate::cli::check_range("--size", args.size, 1, Some(MAX_SIZE))?;
     for &w in &chosen {
-        if let Some(min) = minimum_objects(w, args.size) {
-            if args.objects < min {
-                return Err(Error::Usage(format!(
-                    "--objects must be at least {min} for workload {} at --size {}, got {}: {}; \
-                     choose other workloads with --workload",
-                    w.name(),
-                    args.size,
-                    args.objects,
-                    minimum_why(w).unwrap_or_default()
-                )));
-            }
+        if let Some(min) = minimum_objects(w, args.size)
+            && args.objects < min
+        {
+            return Err(Error::Usage(format!(
+                "--objects must be at least {min} for workload {} at --size {}, got {}: {}; \
+                 choose other workloads with --workload",
+                w.name(),
+                args.size,
+                args.objects,
+                minimum_why(w).unwrap_or_default()
+            )));
         }
     }
     let mut runs = Vec::new();

@@ -580,11 +580,11 @@ fn policy_churn_slots(n: usize) -> usize {
 /// index modulo 16 is below 12 in the older half (three pools in four stay in use) and is 0 in
 /// the newer half (one pool in sixteen).
 fn policy_keeps(i: usize, n: usize, blocks_per_pool: usize) -> bool {
-    if i % blocks_per_pool != 0 {
+    if !i.is_multiple_of(blocks_per_pool) {
         return false;
     }
     let pool = i / blocks_per_pool;
-    if i < n / 2 { pool % POLICY_PERIOD < 12 } else { pool % POLICY_PERIOD == 0 }
+    if i < n / 2 { pool % POLICY_PERIOD < 12 } else { pool.is_multiple_of(POLICY_PERIOD) }
 }
 
 fn run_policy(
