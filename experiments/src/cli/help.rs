@@ -289,7 +289,7 @@ reaches docs/.";
 /// The rest of `render --help`.
 pub fn render() -> String {
     format!(
-        "Time and output: a few seconds. Writes docs/*.md and their SVG charts and prints the \
+        "Time and output: well under a second. Writes docs/*.md and their SVG charts and prints the \
          path of each page written; `git checkout docs/` undoes it.\n\n{}",
         examples(&["arenalab render", "arenalab render --docs /tmp/docs"]),
     )
@@ -306,7 +306,7 @@ allocators within one run as ratios, not across machines.";
 pub fn bench_report() -> String {
     format!(
         "{criterion}\n\n\
-         Time and output: a second or two (the benchmarks themselves take many minutes). Writes \
+         Time and output: well under a second (the benchmarks take many minutes). Writes \
          docs/results/benchmarks.json, docs/benchmarks.md and its charts (--docs elsewhere); \
          with --render-only, re-renders from the saved JSON without reading criterion.\n\n\
          {examples}",

@@ -497,7 +497,7 @@ fn vm_rss(pid: i32) -> Option<u64> {
     })
 }
 
-/// Checks the arguments; a problem is [`Error::Usage`] naming the value.
+/// Checks the arguments; a problem is [`Error::Usage`](crate::error::Error::Usage) naming the value.
 pub fn validate(args: &PoolArgs) -> Result<()> {
     crate::cli::check_range("--workers", args.workers, 1, Some(MAX_WORKERS))?;
     crate::cli::check_range("--mib", args.mib, 1, None)?;
