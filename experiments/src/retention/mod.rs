@@ -397,8 +397,11 @@ const GLIBC_MMAP_THRESHOLD: u64 = 128 << 10;
 ///
 /// * glibc: an 8-byte header, 16-byte granularity, 32 bytes at least; from its mmap threshold
 ///   (128 KiB) on, a mapping of its own with a 16-byte header, in whole 4 KiB pages.
-/// * mimalloc: whole 8-byte words up to 64 bytes, then four size classes per doubling; no
-///   per-block header.
+/// * mimalloc, as the lineup calls it (`mi_malloc_aligned` with the workloads' 8-byte
+///   alignment): a power of two from 8 up is served as it is; any other size goes through
+///   mimalloc's aligned path, which asks for 7 bytes more, rounded to its classes (even word
+///   counts up to 64 bytes, then four per doubling); below 8 bytes, 32 (measured: RSS grew by
+///   31.5 bytes per 1-byte object). No per-block header.
 /// * jemalloc: 8, then multiples of 16 up to 128 bytes, then four size classes per doubling; no
 ///   per-block header.
 ///
@@ -421,8 +424,12 @@ pub fn block_bytes(allocator: Allocator, size: u64) -> u64 {
     match allocator {
         Allocator::System if size >= GLIBC_MMAP_THRESHOLD => (size + 16).div_ceil(4096) * 4096,
         Allocator::System => (size + 8).div_ceil(16).max(2) * 16,
-        Allocator::Mimalloc if size <= 64 => size.div_ceil(8) * 8,
-        Allocator::Mimalloc => quarter_classes(size.div_ceil(8)) * 8,
+        Allocator::Mimalloc if size < 8 => 32,
+        Allocator::Mimalloc if size.is_power_of_two() => size,
+        Allocator::Mimalloc => match (size + 7).div_ceil(8) {
+            words if words <= 8 => words.next_multiple_of(2) * 8,
+            words => quarter_classes(words) * 8,
+        },
         Allocator::Jemalloc if size <= 8 => 8,
         Allocator::Jemalloc if size <= 128 => size.div_ceil(16) * 16,
         Allocator::Jemalloc => quarter_classes(size),
