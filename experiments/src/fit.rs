@@ -27,10 +27,13 @@ pub fn check_fits(mib: u64, processes: u64) -> Result<()> {
         .and_then(|m| m.checked_add(256));
     match need {
         Some(need) if need <= avail => Ok(()),
-        _ => Err(Error::Usage(format!(
-            "--mib {mib}: {processes} process(es) of {mib} MiB need about {} MiB with overhead, \
-             but MemAvailable is {avail} MiB",
-            need.map_or("an overflowing number of".to_string(), |n| n.to_string())
-        ))),
+        _ => {
+            // The largest size that passes the same test: (m × 3/2) × processes + 256 ≤ avail.
+            let most = (avail.saturating_sub(256) / processes.max(1)) * 2 / 3;
+            Err(Error::Usage(format!(
+                "--mib must be at most {most} here ({processes} process(es) of M MiB need about \
+                 1.5 × M each plus 256 MiB, and MemAvailable is {avail} MiB), got {mib}"
+            )))
+        }
     }
 }

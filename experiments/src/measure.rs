@@ -124,10 +124,8 @@ pub fn sum_pageset_counts(zoneinfo: &str) -> u64 {
             in_pagesets = false;
         } else if t == "pagesets" {
             in_pagesets = true;
-        } else if in_pagesets {
-            if let Some(v) = t.strip_prefix("count:") {
-                total += v.trim().parse::<u64>().unwrap_or(0);
-            }
+        } else if in_pagesets && let Some(v) = t.strip_prefix("count:") {
+            total += v.trim().parse::<u64>().unwrap_or(0);
         }
     }
     total

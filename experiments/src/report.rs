@@ -16,7 +16,8 @@ pub struct ReportArgs {
     /// Where to write the pages (default: the workspace's docs/).
     #[arg(long, value_name = "DIR")]
     pub docs: Option<PathBuf>,
-    /// Criterion's output folder to read benchmark results from (default: target/criterion).
+    /// Criterion's output folder to read benchmark results from. Default: $CARGO_TARGET_DIR/criterion
+    /// if that variable is set, else the workspace's target/criterion.
     #[arg(long, value_name = "DIR")]
     pub criterion_dir: Option<PathBuf>,
 }

@@ -28,28 +28,28 @@ fn an_unknown_workload_is_named() {
 fn zero_objects_is_refused() {
     let (code, err) = retention(&["--objects", "0"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--objects 0"), "{err}");
+    assert!(err.contains("--objects must be between 1 and 100000000, got 0"), "{err}");
 }
 
 #[test]
 fn zero_size_is_refused() {
     let (code, err) = retention(&["--size", "0"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--size 0"), "{err}");
+    assert!(err.contains("--size must be between 1 and 67108864, got 0"), "{err}");
 }
 
 #[test]
 fn a_size_above_the_maximum_is_refused() {
     let (code, err) = retention(&["--size", "67108865"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--size 67108865"), "{err}");
+    assert!(err.contains("--size must be between 1 and 67108864, got 67108865"), "{err}");
 }
 
 #[test]
 fn more_than_mem_available_is_refused() {
     let (code, err) = retention(&["--objects", "100000000", "--size", "67108864"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--objects 100000000") && err.contains("MemAvailable"), "{err}");
+    assert!(err.contains("got 100000000") && err.contains("MemAvailable"), "{err}");
 }
 
 #[test]
@@ -79,14 +79,19 @@ fn the_defaults_of_the_command_line_are_retention_args_default() {
 }
 
 #[test]
-fn json_output_lists_runs_with_phases_and_pymalloc_counters() {
+fn json_output_is_the_results_document_with_machine_and_date() {
     let out = Command::new(env!("CARGO_BIN_EXE_arenalab"))
         .args(["retention", "--json", "--workload", "seed", "--objects", "20000"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // The same shape as `exit --json`, `pool --json` and docs/results/retention.json.
+    let doc: arenalab::retention::RetentionResults = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((doc.objects, doc.size), (20000, arenalab::retention::DEFAULT_SIZE));
+    assert!(doc.meta.command.starts_with("arenalab retention --json"), "{:?}", doc.meta);
+    assert!(doc.meta.cores > 0 && !doc.meta.date.is_empty(), "{:?}", doc.meta);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let runs = v.as_array().expect("a list of runs");
+    let runs = v["runs"].as_array().expect("a list of runs");
     assert_eq!(runs.len(), 4);
     for r in runs {
         assert_eq!(r["workload"], "seed");
@@ -114,5 +119,5 @@ fn mixed_sizes_beyond_mem_available_are_refused() {
     // 100 million objects of up to 512 bytes: 48 GiB, twice this machine's memory.
     let (code, err) = retention(&["--workload", "mixed", "--objects", "100000000", "--size", "8"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--objects 100000000") && err.contains("mixed"), "{err}");
+    assert!(err.contains("--objects must be at most") && err.contains("mixed"), "{err}");
 }

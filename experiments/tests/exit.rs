@@ -1,7 +1,8 @@
 //! `arenalab exit`: children give their memory back however they end, zombies hold none, and
-//! bad input is refused with exit code 2. Sizes are small (32 MiB) so the tests are quick.
+//! bad input is refused with exit code 2. Sizes are the smallest accepted
+//! (64 MiB, `exit::MIN_MIB`) so the tests are quick.
 
-use arenalab::exit::{Ending, ExitResults};
+use arenalab::exit::{Ending, ExitResults, MIN_MIB};
 use std::process::{Command, Output};
 
 fn arenalab(args: &[&str]) -> Output {
@@ -9,6 +10,7 @@ fn arenalab(args: &[&str]) -> Output {
 }
 
 fn exit_json(allocator: &str, ending: &str) -> ExitResults {
+    let mib = MIN_MIB.to_string();
     let out = arenalab(&[
         "exit",
         "--allocator",
@@ -16,7 +18,7 @@ fn exit_json(allocator: &str, ending: &str) -> ExitResults {
         "--ending",
         ending,
         "--mib",
-        "32",
+        &mib,
         "--repeats",
         "1",
         "--json",
@@ -34,16 +36,16 @@ fn a_child_that_exits_without_freeing_held_its_objects_and_gave_them_back() {
     let cell = &r.cells[0];
     assert_eq!(cell.ending, Ending::Exit);
     let run = &cell.runs[0];
-    // The child's own accounting: 32 MiB of objects, resident, before it ended.
+    // The child's own accounting: MIN_MIB MiB of objects, resident, before it ended.
     let arenalab::exit::worker::Report::Ready { requested_bytes, process, stats, .. } = &run.ready
     else {
         panic!("first report is not `ready`")
     };
-    assert!(*requested_bytes >= 32 * MIB);
-    assert!(process.rss_bytes >= 32 * MIB, "child RSS {} while alive", process.rss_bytes);
-    assert!(stats.in_use_bytes.unwrap() >= 32 * MIB);
-    assert!(run.alive.anon_bytes >= 32 * MIB, "parent's read {:?}", run.alive);
-    assert!(run.peak_rss_bytes >= 32 * MIB);
+    assert!(*requested_bytes >= MIN_MIB * MIB);
+    assert!(process.rss_bytes >= MIN_MIB * MIB, "child RSS {} while alive", process.rss_bytes);
+    assert!(stats.in_use_bytes.unwrap() >= MIN_MIB * MIB);
+    assert!(run.alive.anon_bytes >= MIN_MIB * MIB, "parent's read {:?}", run.alive);
+    assert!(run.peak_rss_bytes >= MIN_MIB * MIB);
     // ... and once it ended it held nothing: its zombie had no resident memory left.
     assert!(run.zombie_seen);
     assert_eq!(run.zombie_vm_rss_bytes, None, "{:?}", run.zombie_status_lines);
@@ -55,7 +57,7 @@ fn a_child_that_exits_without_freeing_held_its_objects_and_gave_them_back() {
 fn a_killed_childs_zombie_holds_no_resident_memory() {
     let r = exit_json("system", "sigkill");
     let run = &r.cells[0].runs[0];
-    assert!(run.alive.rss_bytes >= 32 * MIB);
+    assert!(run.alive.rss_bytes >= MIN_MIB * MIB);
     assert!(run.zombie_seen, "the parent holds the zombie unreaped for a while");
     assert!(run.zombie_status_lines.iter().any(|l| l.starts_with("State:") && l.contains('Z')));
     assert!(!run.zombie_status_lines.iter().any(|l| l.starts_with("VmRSS")));
@@ -83,7 +85,9 @@ fn results_render_a_page_with_timelines() {
     let dir = std::env::temp_dir().join(format!("arenalab-exit-render-{}", std::process::id()));
     arenalab::exit::render(&r, &dir).unwrap();
     let md = std::fs::read_to_string(dir.join("process-exit.md")).unwrap();
-    assert!(md.contains("arenalab exit --allocator system --ending abort --mib 32 --repeats 1"));
+    let command =
+        format!("arenalab exit --allocator system --ending abort --mib {MIN_MIB} --repeats 1");
+    assert!(md.contains(&command), "{command}");
     assert!(md.contains("| system | abort |"));
     let svg = std::fs::read_to_string(dir.join("process-exit/abort.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("system MemAvailable + per-CPU rise"));
@@ -114,5 +118,5 @@ fn a_size_beyond_mem_available_exits_2_naming_it() {
 
 #[test]
 fn zero_repeats_exits_2_naming_it() {
-    assert_usage(&["exit", "--repeats", "0"], "--repeats 0");
+    assert_usage(&["exit", "--repeats", "0"], "--repeats must be at least 1, got 0");
 }

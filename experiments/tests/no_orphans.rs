@@ -63,7 +63,7 @@ fn trials() -> Vec<Trial> {
     ]
     .map(|s| format!("pool --workers 2 --mib 4 --scenario {s}"));
     let exit = ["free-return", "return", "exit", "abort", "panic", "sigkill", "sigterm"]
-        .map(|e| format!("exit --allocator system --ending {e} --mib 16 --repeats 4"));
+        .map(|e| format!("exit --allocator system --ending {e} --mib 64 --repeats 4"));
     let mut out = Vec::new();
     for (i, cmd) in pool.iter().chain(exit.iter()).enumerate() {
         for (j, &signal) in SIGNALS.iter().enumerate() {

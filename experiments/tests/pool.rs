@@ -119,7 +119,7 @@ fn sigint_while_orphans_live_leaves_no_descendant() {
 #[test]
 fn zero_workers_or_too_much_memory_exits_2_naming_the_value() {
     for (args, named) in [
-        (vec!["pool", "--workers", "0"], "--workers 0"),
+        (vec!["pool", "--workers", "0"], "--workers must be between 1 and 64, got 0"),
         (vec!["pool", "--mib", "50000000"], "--mib 50000000"),
         (vec!["pool", "--scenario", "teleport"], "teleport"),
     ] {

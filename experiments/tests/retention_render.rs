@@ -11,7 +11,8 @@ fn runs(args: &[&str]) -> Vec<Run> {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    let results: RetentionResults = serde_json::from_slice(&out.stdout).unwrap();
+    results.runs
 }
 
 #[test]

@@ -353,7 +353,7 @@ impl ConfigBuilder {
             return Err(ConfigError::Alignment(a));
         }
         let t = self.threshold;
-        if t == 0 || t % a != 0 || t / a > MAX_CLASSES {
+        if t == 0 || !t.is_multiple_of(a) || t / a > MAX_CLASSES {
             return Err(ConfigError::Threshold { threshold: t, alignment: a });
         }
         let p = self.pool_size;

@@ -163,7 +163,7 @@ fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
             ensure!(
                 next_off >= c.pool_overhead() + 2 * block
                     && next_off <= ps
-                    && (next_off - c.pool_overhead()) % block == 0,
+                    && (next_off - c.pool_overhead()).is_multiple_of(block),
                 "nextoffset on a block boundary inside the pool",
                 i,
                 pool,
@@ -182,7 +182,7 @@ fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
                 ensure!(
                     off >= c.pool_overhead()
                         && off < nextoffset
-                        && (off - c.pool_overhead()) % block == 0,
+                        && (off - c.pool_overhead()).is_multiple_of(block),
                     "free block on a carved block boundary",
                     i,
                     pool,

@@ -86,7 +86,7 @@ fn run(config: Config, placement: Placement, ops: Vec<Op>) {
                 let mut k = live.len();
                 while k > from {
                     k -= 1;
-                    if (k - from) % step == 0 {
+                    if (k - from).is_multiple_of(step) {
                         let b = live.swap_remove(k);
                         // SAFETY: a live block freed once.
                         unsafe { h.free(b.ptr) };

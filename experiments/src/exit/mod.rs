@@ -50,6 +50,16 @@ pub use worker::{WorkerArgs, run_worker};
 
 /// Default size of the child's objects, in MiB.
 pub const DEFAULT_MIB: u64 = 256;
+/// Smallest `--mib`: below it the system-wide figures cannot resolve a child's release.
+///
+/// A run decides "memory is back" from `MemAvailable` plus the per-CPU free pages, figures of the
+/// whole machine that other processes move too. Sampled every millisecond for 60 s on the 2-core
+/// machine of docs/ while other builds ran (load about 6), their sum moved within 50 ms (about
+/// the time from a 256 MiB child's end to its zombie) by a median of 5 MiB, 18 MiB at the 90th
+/// percentile and 76 MiB at the 99th. With `--mib 8` or `16` that noise is a third to a half of
+/// the child, and "back before reap" read anything from −266 % to +539 %; at 64 MiB the median
+/// noise is under a tenth of the child, the margin the 90 % rule ([`RELEASE_FRACTION`]) leaves.
+pub const MIN_MIB: u64 = 64;
 /// Default repeats of each (allocator, ending) cell.
 pub const DEFAULT_REPEATS: usize = 3;
 /// Fraction of the child's anonymous memory that must show up again as available.
@@ -127,16 +137,20 @@ impl Ending {
 #[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct ExitArgs {
     /// Allocator to test (repeatable): system, mimalloc, jemalloc, pymalloc. Default: all.
-    #[arg(long = "allocator", value_name = "A")]
+    #[arg(long = "allocator", value_name = "A",
+        value_parser = crate::cli::choice("--allocator", &Allocator::ALL, Allocator::name))]
     pub allocators: Vec<Allocator>,
     /// How the child ends (repeatable). Default: all seven.
-    #[arg(long = "ending", value_name = "E", value_enum)]
+    #[arg(long = "ending", value_name = "E",
+        value_parser = crate::cli::choice("--ending", &Ending::ALL, Ending::name))]
     pub endings: Vec<Ending>,
     /// MiB of small objects each child allocates and writes.
-    #[arg(long, value_name = "M", default_value_t = DEFAULT_MIB)]
+    #[arg(long, value_name = "M", default_value_t = DEFAULT_MIB, allow_negative_numbers = true,
+        value_parser = crate::cli::whole::<u64>("--mib", MIN_MIB, None))]
     pub mib: u64,
     /// Runs of each (allocator, ending) cell; the table shows median and range.
-    #[arg(long, value_name = "R", default_value_t = DEFAULT_REPEATS)]
+    #[arg(long, value_name = "R", default_value_t = DEFAULT_REPEATS, allow_negative_numbers = true,
+        value_parser = crate::cli::whole::<usize>("--repeats", 1, None))]
     pub repeats: usize,
     /// Print one JSON document instead of a table.
     #[arg(long)]
@@ -336,12 +350,8 @@ pub fn mono_ns() -> u64 {
 
 /// Checks the arguments against each other and the machine; a problem is [`Error::Usage`].
 pub fn validate(args: &ExitArgs) -> Result<()> {
-    if args.repeats == 0 {
-        return Err(Error::Usage("--repeats 0: at least one run per cell is needed".into()));
-    }
-    if args.mib == 0 {
-        return Err(Error::Usage("--mib 0: the child must allocate at least 1 MiB".into()));
-    }
+    crate::cli::check_range("--repeats", args.repeats, 1, None)?;
+    crate::cli::check_range("--mib", args.mib, MIN_MIB, None)?;
     crate::fit::check_fits(args.mib, 1)
 }
 

@@ -37,7 +37,7 @@
 mod page;
 pub mod worker;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::procs::{self, Child, Spawn};
 use crate::results::Meta;
 use lineup::Allocator;
@@ -270,16 +270,20 @@ impl Scenario {
 #[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct PoolArgs {
     /// Worker processes in each pool.
-    #[arg(long, value_name = "K", default_value_t = DEFAULT_WORKERS)]
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_WORKERS, allow_negative_numbers = true,
+        value_parser = crate::cli::whole::<usize>("--workers", 1, Some(MAX_WORKERS)))]
     pub workers: usize,
     /// MiB of small objects each worker allocates and holds.
-    #[arg(long, value_name = "M", default_value_t = DEFAULT_MIB)]
+    #[arg(long, value_name = "M", default_value_t = DEFAULT_MIB, allow_negative_numbers = true,
+        value_parser = crate::cli::whole::<u64>("--mib", 1, None))]
     pub mib: u64,
     /// The allocator inside the workers (it does not change when memory comes back: exit does).
-    #[arg(long, value_name = "A", default_value_t = Allocator::System)]
+    #[arg(long, value_name = "A", default_value_t = Allocator::System,
+        value_parser = crate::cli::choice("--allocator", &Allocator::ALL, Allocator::name))]
     pub allocator: Allocator,
     /// Scenario to run (repeatable). Default: all.
-    #[arg(long = "scenario", value_name = "S", value_enum)]
+    #[arg(long = "scenario", value_name = "S",
+        value_parser = crate::cli::choice("--scenario", &Scenario::ALL, Scenario::name))]
     pub scenarios: Vec<Scenario>,
     /// Print one JSON document instead of a table.
     #[arg(long)]
@@ -497,17 +501,10 @@ fn vm_rss(pid: i32) -> Option<u64> {
     })
 }
 
-/// Checks the arguments; a problem is [`Error::Usage`] naming the value.
+/// Checks the arguments; a problem is [`Error::Usage`](crate::error::Error::Usage) naming the value.
 pub fn validate(args: &PoolArgs) -> Result<()> {
-    if args.workers == 0 || args.workers > MAX_WORKERS {
-        return Err(Error::Usage(format!(
-            "--workers {}: a pool needs 1 to {MAX_WORKERS} workers",
-            args.workers
-        )));
-    }
-    if args.mib == 0 {
-        return Err(Error::Usage("--mib 0: each worker must hold at least 1 MiB".into()));
-    }
+    crate::cli::check_range("--workers", args.workers, 1, Some(MAX_WORKERS))?;
+    crate::cli::check_range("--mib", args.mib, 1, None)?;
     crate::fit::check_fits(args.mib, args.workers as u64)
 }
 
@@ -739,6 +736,10 @@ mod tests {
     #[test]
     fn zero_workers_is_a_usage_error_naming_the_value() {
         let e = validate(&PoolArgs { workers: 0, ..PoolArgs::default() }).unwrap_err();
-        assert!(matches!(&e, Error::Usage(m) if m.contains("--workers 0")), "{e}");
+        assert!(
+            matches!(&e, crate::error::Error::Usage(m)
+                if m == "--workers must be between 1 and 64, got 0"),
+            "{e}"
+        );
     }
 }

@@ -57,19 +57,23 @@ pub const FAULT_ENV: &str = "ARENALAB_RETENTION_FAULT";
 #[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct RetentionArgs {
     /// Allocator to run (repeatable): system, mimalloc, jemalloc, pymalloc. Default: all.
-    #[arg(long = "allocator", value_name = "A")]
-    pub allocators: Vec<String>,
+    #[arg(long = "allocator", value_name = "A",
+        value_parser = crate::cli::choice("--allocator", &Allocator::ALL, Allocator::name))]
+    pub allocators: Vec<Allocator>,
     /// Workload to run (repeatable): seed, every-other, survivors, fifo-half, mixed, large,
     /// policy. Default: all.
-    #[arg(long = "workload", value_name = "W")]
-    pub workloads: Vec<String>,
+    #[arg(long = "workload", value_name = "W",
+        value_parser = crate::cli::choice("--workload", &Workload::ALL, Workload::name))]
+    pub workloads: Vec<Workload>,
     /// Objects per workload (`large` uses fixed 64 MiB rounds instead).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_OBJECTS)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_OBJECTS, allow_negative_numbers = true,
+        value_parser = crate::cli::whole::<u64>("--objects", 1, Some(MAX_OBJECTS)))]
     pub objects: u64,
     /// Object size in bytes (`mixed` draws 8-512 instead; `large` uses fixed sizes).
-    #[arg(long, value_name = "S", default_value_t = DEFAULT_SIZE)]
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_SIZE, allow_negative_numbers = true,
+        value_parser = crate::cli::whole::<u64>("--size", 1, Some(MAX_SIZE)))]
     pub size: u64,
-    /// Print the runs as one JSON document instead of tables.
+    /// Print the runs as one JSON document (command, machine and date first) instead of tables.
     #[arg(long)]
     pub json: bool,
 }
@@ -251,12 +255,16 @@ pub struct Plan {
     pub size: u64,
 }
 
-/// Checks the arguments and expands them into runs. Every bad value is an [`Error::Usage`]
-/// naming it.
+/// Checks the arguments and expands them into runs, against this machine's MemAvailable.
+/// Every bad value is an [`Error::Usage`] naming it.
 pub fn plan(args: &RetentionArgs) -> Result<Plan> {
+    plan_with(args, measure::system()?.mem_available_bytes)
+}
+
+/// [`plan`] with `available` bytes of memory to fit in.
+pub fn plan_with(args: &RetentionArgs, available: u64) -> Result<Plan> {
     let mut allocators = Vec::new();
-    for name in &args.allocators {
-        let a: Allocator = name.parse().map_err(Error::Usage)?;
+    for &a in &args.allocators {
         if !allocators.contains(&a) {
             allocators.push(a);
         }
@@ -265,11 +273,7 @@ pub fn plan(args: &RetentionArgs) -> Result<Plan> {
         allocators = Allocator::ALL.to_vec();
     }
     let mut chosen = Vec::new();
-    for name in &args.workloads {
-        let w = Workload::from_name(name).ok_or_else(|| {
-            let names: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
-            Error::Usage(format!("unknown workload {name:?}; expected one of {}", names.join(", ")))
-        })?;
+    for &w in &args.workloads {
         if !chosen.contains(&w) {
             chosen.push(w);
         }
@@ -277,44 +281,21 @@ pub fn plan(args: &RetentionArgs) -> Result<Plan> {
     if chosen.is_empty() {
         chosen = Workload::ALL.to_vec();
     }
-    if args.objects == 0 {
-        return Err(Error::Usage("--objects 0: must be at least 1".into()));
-    }
-    if args.objects > MAX_OBJECTS {
-        return Err(Error::Usage(format!(
-            "--objects {}: at most {MAX_OBJECTS} are supported",
-            args.objects
-        )));
-    }
-    if args.size == 0 {
-        return Err(Error::Usage("--size 0: an object needs at least 1 byte".into()));
-    }
-    if args.size > MAX_SIZE {
-        return Err(Error::Usage(format!(
-            "--size {}: at most {MAX_SIZE} bytes (64 MiB) per object",
-            args.size
-        )));
-    }
-    let available = measure::system()?.mem_available_bytes;
-    let total = args.objects.saturating_mul(args.size);
-    if total > available {
-        return Err(Error::Usage(format!(
-            "--objects {} × --size {} = {:.1} MiB is more than this machine's MemAvailable ({:.1} MiB)",
-            args.objects,
-            args.size,
-            measure::mib(total),
-            measure::mib(available)
-        )));
-    }
-    let mixed_max = args.objects.saturating_mul(workloads::MIXED_SIZES.1 as u64);
-    if chosen.contains(&Workload::Mixed) && mixed_max > available {
-        return Err(Error::Usage(format!(
-            "--objects {} with workload mixed (up to {} bytes each) may need {:.1} MiB, more than this machine's MemAvailable ({:.1} MiB)",
-            args.objects,
-            workloads::MIXED_SIZES.1,
-            measure::mib(mixed_max),
-            measure::mib(available)
-        )));
+    crate::cli::check_range("--objects", args.objects, 1, Some(MAX_OBJECTS))?;
+    crate::cli::check_range("--size", args.size, 1, Some(MAX_SIZE))?;
+    for &w in &chosen {
+        if let Some(min) = minimum_objects(w, args.size)
+            && args.objects < min
+        {
+            return Err(Error::Usage(format!(
+                "--objects must be at least {min} for workload {} at --size {}, got {}: {}; \
+                 choose other workloads with --workload",
+                w.name(),
+                args.size,
+                args.objects,
+                minimum_why(w).unwrap_or_default()
+            )));
+        }
     }
     let mut runs = Vec::new();
     for &w in &chosen {
@@ -331,10 +312,189 @@ pub fn plan(args: &RetentionArgs) -> Result<Plan> {
     }
     if runs.is_empty() {
         return Err(Error::Usage(
-            "workload policy runs only under pymalloc; add --allocator pymalloc".into(),
+            "--workload policy runs only under pymalloc; add --allocator pymalloc".into(),
         ));
     }
+    // Runs are made one after the other: the largest must fit.
+    let need = |n: u64| {
+        runs.iter().map(|&(a, w, _)| (peak_bytes(a, w, n, args.size), a, w)).max_by_key(|t| t.0)
+    };
+    if let Some((peak, a, w)) = need(args.objects).filter(|t| t.0 > available) {
+        // The most objects that fit, for the message (the estimate grows with the count).
+        let (mut lo, mut hi) = (0, args.objects);
+        while lo + 1 < hi {
+            let mid = lo + (hi - lo) / 2;
+            if need(mid).is_some_and(|t| t.0 <= available) { lo = mid } else { hi = mid }
+        }
+        return Err(Error::Usage(format!(
+            "--objects must be at most {lo} at --size {} on this machine, got {}: workload {} \
+             under {a} needs about {:.1} MiB ({} bytes per block with the allocator's rounding \
+             and header, plus the bookkeeping arrays), more than MemAvailable ({:.1} MiB)",
+            args.size,
+            args.objects,
+            w.name(),
+            measure::mib(peak),
+            block_bytes(
+                a,
+                if w == Workload::Mixed { workloads::MIXED_SIZES.1 as u64 } else { args.size }
+            ),
+            measure::mib(available)
+        )));
+    }
     Ok(Plan { runs, objects: args.objects, size: args.size })
+}
+
+/// Why workload `w` has a minimum object count ([`minimum_objects`]), or `None`.
+pub const fn minimum_why(w: Workload) -> Option<&'static str> {
+    match w {
+        Workload::EveryOther => Some(
+            "it shows pages kept resident by the live neighbours of freed objects, so its \
+             objects must cover at least 256 KiB (64 pages of 4 KiB): a few pages move between \
+             phases with the allocator's own metadata",
+        ),
+        Workload::Survivors => Some(
+            "it keeps 1 object in 1000 and needs 10 survivors or more, and 256 KiB of objects \
+             like every-other, to show whether spread or packed survivors pin memory",
+        ),
+        Workload::Policy => Some(
+            "its keep pattern repeats every 16 pymalloc pools in each half of memory, so it \
+             needs 32 pools' worth of objects",
+        ),
+        _ => None,
+    }
+}
+
+/// The bytes every-other and survivors must cover to show their effect (see [`minimum_why`]).
+pub const EFFECT_BYTES: u64 = 256 << 10;
+/// The fewest survivors that can show whether spread or packed survivors pin memory.
+pub const MIN_SURVIVORS: u64 = 10;
+
+/// The fewest objects with which workload `w` can show its effect at `size` bytes, or `None`
+/// when any count will do. See [`minimum_why`].
+pub fn minimum_objects(w: Workload, size: u64) -> Option<u64> {
+    let covering = EFFECT_BYTES.div_ceil(size.max(1)).max(2);
+    match w {
+        Workload::EveryOther => Some(covering),
+        Workload::Survivors => Some(covering.max(MIN_SURVIVORS * workloads::SURVIVOR_EVERY as u64)),
+        Workload::Policy => {
+            let cfg = pymalloc::Config::CPYTHON_3_10;
+            let per_pool = usize::try_from(size)
+                .ok()
+                .and_then(|s| cfg.size_class(s))
+                .map_or(1, |c| cfg.blocks_per_pool(c));
+            Some(2 * (workloads::POLICY_PERIOD * per_pool) as u64)
+        }
+        _ => None,
+    }
+}
+
+/// glibc's mmap threshold at start-up: larger requests get their own mapping.
+const GLIBC_MMAP_THRESHOLD: u64 = 128 << 10;
+
+/// Bytes one block of `size` takes in `allocator`: the size class (or chunk) the request is
+/// rounded up to, with its header. For pymalloc, the block inside its pool (pool headers and
+/// arenas are counted by [`footprint`]); requests above its 512-byte limit go to glibc.
+///
+/// * glibc: an 8-byte header, 16-byte granularity, 32 bytes at least; from its mmap threshold
+///   (128 KiB) on, a mapping of its own with a 16-byte header, in whole 4 KiB pages.
+/// * mimalloc, as the lineup calls it (`mi_malloc_aligned` with the workloads' 8-byte
+///   alignment): a power of two from 8 up is served as it is; any other size goes through
+///   mimalloc's aligned path, which asks for 7 bytes more, rounded to its classes (even word
+///   counts up to 64 bytes, then four per doubling); below 8 bytes, 32 (measured: RSS grew by
+///   31.5 bytes per 1-byte object). No per-block header.
+/// * jemalloc: 8, then multiples of 16 up to 128 bytes, then four size classes per doubling; no
+///   per-block header.
+///
+/// ```
+/// use arenalab::retention::block_bytes;
+/// use lineup::Allocator;
+/// assert_eq!(block_bytes(Allocator::System, 1), 32);
+/// assert_eq!(block_bytes(Allocator::System, 40), 48);
+/// assert_eq!(block_bytes(Allocator::Mimalloc, 65), 80);
+/// assert_eq!(block_bytes(Allocator::Jemalloc, 129), 160);
+/// assert_eq!(block_bytes(Allocator::Pymalloc, 1), 16);
+/// ```
+pub fn block_bytes(allocator: Allocator, size: u64) -> u64 {
+    let size = size.max(1);
+    // Four classes per doubling: round up to a multiple of a quarter of the power of two below.
+    let quarter_classes = |s: u64| {
+        let step = 1u64 << ((63 - (s - 1).leading_zeros()).saturating_sub(2));
+        s.div_ceil(step) * step
+    };
+    match allocator {
+        Allocator::System if size >= GLIBC_MMAP_THRESHOLD => (size + 16).div_ceil(4096) * 4096,
+        Allocator::System => (size + 8).div_ceil(16).max(2) * 16,
+        Allocator::Mimalloc if size < 8 => 32,
+        Allocator::Mimalloc if size.is_power_of_two() => size,
+        Allocator::Mimalloc => match (size + 7).div_ceil(8) {
+            words if words <= 8 => words.next_multiple_of(2) * 8,
+            words => quarter_classes(words) * 8,
+        },
+        Allocator::Jemalloc if size <= 8 => 8,
+        Allocator::Jemalloc if size <= 128 => size.div_ceil(16) * 16,
+        Allocator::Jemalloc => quarter_classes(size),
+        Allocator::Pymalloc => {
+            let cfg = pymalloc::Config::CPYTHON_3_10;
+            match usize::try_from(size).ok().and_then(|s| cfg.size_class(s)) {
+                Some(c) => cfg.block_size(c) as u64,
+                None => block_bytes(Allocator::System, size),
+            }
+        }
+    }
+}
+
+/// Bytes `n` live blocks of `size` take in `allocator`: `n` × [`block_bytes`], and for
+/// pymalloc's small requests whole pools (with their headers) in whole arenas.
+pub fn footprint(allocator: Allocator, n: u64, size: u64) -> u64 {
+    let cfg = pymalloc::Config::CPYTHON_3_10;
+    let class = usize::try_from(size).ok().and_then(|s| cfg.size_class(s));
+    match (allocator, class) {
+        (Allocator::Pymalloc, Some(c)) => {
+            let pools = n.div_ceil(cfg.blocks_per_pool(c) as u64);
+            pools.div_ceil(cfg.pools_per_arena() as u64) * cfg.arena_size() as u64
+        }
+        _ => n.saturating_mul(block_bytes(allocator, size)),
+    }
+}
+
+/// Bytes of bookkeeping a worker maps for `slots` objects: a pointer and a 4-byte size each,
+/// in page-rounded mappings.
+fn bookkeeping(slots: u64, bytes_per_slot: u64) -> u64 {
+    slots.saturating_mul(bytes_per_slot).div_ceil(4096) * 4096
+}
+
+/// An estimate of the most memory one run holds at once: the workload's live blocks at their
+/// peak ([`footprint`]) plus its bookkeeping arrays (12 bytes per object; `mixed` adds its
+/// sizes and free order, 8 more; `policy` its churn objects). The worker process itself adds a
+/// few MiB more.
+pub fn peak_bytes(allocator: Allocator, w: Workload, n: u64, size: u64) -> u64 {
+    let slot = (size_of::<usize>() + size_of::<u32>()) as u64;
+    match w {
+        Workload::Large => {
+            let (total, big, mid) = (
+                workloads::LARGE_TOTAL as u64,
+                workloads::LARGE_BLOCK as u64,
+                workloads::MID_BLOCK as u64,
+            );
+            let blocks =
+                footprint(allocator, total / big, big).max(footprint(allocator, total / mid, mid));
+            blocks + bookkeeping(total / mid + 1, slot)
+        }
+        Workload::Mixed => {
+            let largest = workloads::MIXED_SIZES.1 as u64;
+            footprint(allocator, n, largest).saturating_add(bookkeeping(n, slot + 8))
+        }
+        Workload::Policy => {
+            let churn = (workloads::churn_per_round(n as usize) * workloads::CHURN_ROUNDS) as u64;
+            let churn_size =
+                (size * 2).clamp(workloads::MIXED_SIZES.0 as u64, workloads::MIXED_SIZES.1 as u64);
+            footprint(allocator, n, size)
+                .saturating_add(footprint(allocator, churn, churn_size))
+                .saturating_add(bookkeeping(n, slot))
+                .saturating_add(bookkeeping(churn, slot))
+        }
+        _ => footprint(allocator, n, size).saturating_add(bookkeeping(n, slot)),
+    }
 }
 
 /// Runs every (allocator, workload, variant) of the arguments, each in a fresh worker, with a
@@ -393,11 +553,12 @@ fn command_line() -> String {
     std::iter::once("arenalab".to_string()).chain(args).collect::<Vec<_>>().join(" ")
 }
 
-/// Runs `arenalab retention`: measures, then prints tables (or `--json`: the list of runs).
+/// Runs `arenalab retention`: measures, then prints tables (or `--json`: the results document,
+/// the shape of `docs/results/retention.json`).
 pub fn run(args: &RetentionArgs) -> Result<()> {
     let results = measure(args)?;
     let mut out = std::io::stdout().lock();
-    let text = if args.json { crate::results::to_json(&results.runs)? } else { tables(&results) };
+    let text = if args.json { crate::results::to_json(&results)? } else { tables(&results) };
     out.write_all(text.as_bytes()).map_err(Error::failed("writing to stdout"))
 }
 

@@ -444,11 +444,14 @@ pub fn run(p: &mut Prepared, rec: &mut dyn Recorder) -> Result<()> {
     Ok(())
 }
 
-/// Which objects `survivors` keeps: 1 in 1000, spread or packed.
+/// `survivors` keeps one object in this many.
+pub const SURVIVOR_EVERY: usize = 1000;
+
+/// Which objects `survivors` keeps: 1 in [`SURVIVOR_EVERY`], spread or packed.
 fn survivors_keep(variant: &str, n: usize) -> Result<Box<dyn Fn(usize) -> bool>> {
-    let kept = n.div_ceil(1000);
+    let kept = n.div_ceil(SURVIVOR_EVERY);
     match variant {
-        "spread" => Ok(Box::new(|i| i % 1000 == 0)),
+        "spread" => Ok(Box::new(|i| i % SURVIVOR_EVERY == 0)),
         "packed" => Ok(Box::new(move |i| i < kept)),
         other => Err(Error::Failed(format!("unknown survivors variant {other:?}"))),
     }
@@ -481,12 +484,15 @@ fn run_large(o: &mut Objects, rec: &mut dyn Recorder) -> Result<()> {
     o.free_all()
 }
 
+/// `policy`'s keep pattern repeats every this many pools (see `policy_keeps`).
+pub const POLICY_PERIOD: usize = 16;
+
 /// Rounds of `policy`'s churn phase.
-const CHURN_ROUNDS: usize = 8;
+pub const CHURN_ROUNDS: usize = 8;
 
 /// Churn objects per round: N/64, so the churn's live set stays well inside the free pools the
 /// older half leaves.
-fn churn_per_round(n: usize) -> usize {
+pub fn churn_per_round(n: usize) -> usize {
     (n / 64).max(1)
 }
 
@@ -498,11 +504,11 @@ fn policy_churn_slots(n: usize) -> usize {
 /// index modulo 16 is below 12 in the older half (three pools in four stay in use) and is 0 in
 /// the newer half (one pool in sixteen).
 fn policy_keeps(i: usize, n: usize, blocks_per_pool: usize) -> bool {
-    if i % blocks_per_pool != 0 {
+    if !i.is_multiple_of(blocks_per_pool) {
         return false;
     }
     let pool = i / blocks_per_pool;
-    if i < n / 2 { pool % 16 < 12 } else { pool % 16 == 0 }
+    if i < n / 2 { pool % POLICY_PERIOD < 12 } else { pool.is_multiple_of(POLICY_PERIOD) }
 }
 
 fn run_policy(
