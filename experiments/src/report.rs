@@ -169,28 +169,26 @@ pub fn render_all(docs: &Path) -> Result<Vec<PathBuf>> {
             &set.retention,
             ("retention", "retention.md", retention::page::IMG_DIR, retention::page::TITLE),
             st,
-            |r, d| retention::render(r, d),
+            retention::render,
         )?,
         page(
             &set.exit,
             ("exit", "process-exit.md", "process-exit", exit::page::TITLE),
             st,
-            |r, d| exit::render(r, d),
+            exit::render,
         )?,
         page(
             &set.pool,
             ("pool", "process-pool.md", "process-pool", pool::page::TITLE),
             st,
-            |r, d| pool::render(r, d),
+            pool::render,
         )?,
-        page(&set.tour, ("pymalloc", "pymalloc.md", tour::IMG_DIR, tour::TITLE), st, |r, d| {
-            tour::render(r, d)
-        })?,
+        page(&set.tour, ("pymalloc", "pymalloc.md", tour::IMG_DIR, tour::TITLE), st, tour::render)?,
         page(
             &set.bench,
             (bench_report::RESULTS_NAME, "benchmarks.md", "benchmarks", bench_report::TITLE),
             st,
-            |r, d| bench_report::render(r, d),
+            bench_report::render,
         )?,
     ];
     let dir = staging.path();

@@ -574,7 +574,7 @@ fn knob_default(a: Allocator, name: &str) -> Option<i64> {
 
 /// A knob's default in words: "1000 ms", "10 s", "128 KiB"; "its default" when unknown.
 fn knob_text(a: Allocator, name: &str) -> String {
-    let Some(k) = a.knobs().into_iter().find(|k| k.name == name) else {
+    let Some(k) = a.knobs().iter().find(|k| k.name == name) else {
         return "its default".into();
     };
     match (knob_default(a, name), k.unit) {

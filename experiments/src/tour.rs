@@ -186,7 +186,7 @@ pub fn render(r: &TourResults, docs: &Path) -> Result<()> {
         write_file(
             &docs.join(step_file(i, s)),
             &occupancy::svg(
-                &format!("Step {}: {}", i + 1, s.name),
+                &format!("The pymalloc model, step {}", i + 1),
                 &[(s.name.clone(), &s.occupancy)],
             ),
         )?;

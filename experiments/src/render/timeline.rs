@@ -30,8 +30,12 @@ pub fn timeline_svg(
 ) -> Result<String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (760, 380)).into_drawing_area();
+        let lw = super::chart::legend_width(lines.iter().map(|l| l.label.as_str()));
+        let root = SVGBackend::with_string(&mut svg, (760 + lw, 380)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
+        // The legend goes in a strip to the right of the plot, where it covers no line.
+        let (plot, side) = root.split_horizontally(760);
+        let mut legend = Vec::new();
         let pts = lines.iter().flat_map(|l| l.points.iter());
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, 0.0f64, 1.0f64);
         for &(x, y) in pts {
@@ -48,7 +52,7 @@ pub fn timeline_svg(
             x1 += 0.22 * (x1 - x0);
         }
         let pad = 0.06 * (y1 - y0).max(1.0);
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(&plot)
             .caption(title, ("sans-serif", 17))
             .margin(12)
             .x_label_area_size(40)
@@ -63,11 +67,8 @@ pub fn timeline_svg(
             let width = if l.thin { 1 } else { 2 };
             chart
                 .draw_series(LineSeries::new(l.points.clone(), color.stroke_width(width)))
-                .map_err(err)?
-                .label(l.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(width))
-                });
+                .map_err(err)?;
+            legend.push((l.label.clone(), super::chart::Swatch::Line(color, width, false)));
         }
         let grey = BLACK.mix(0.45);
         for (i, (x, label)) in markers.iter().enumerate() {
@@ -90,13 +91,7 @@ pub fn timeline_svg(
                 )))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::MiddleRight)
-            .draw()
-            .map_err(err)?;
+        super::chart::draw_legend(&side, &legend)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
