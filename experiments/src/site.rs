@@ -328,9 +328,16 @@ fn claim_list(r: &RetentionResults) -> Finding {
         let _ = write!(ev, "Freeing every other object kept {} of {}. ", mib(k), mib(pk));
     }
     ev.push_str(
-        "So pymalloc does not keep memory \"in case it is needed again\": it returns an arena as soon as every pool in it is empty, and keeps what live objects pin. \
-         The C allocators are another matter, as the table shows: freed all at once, the same objects stayed with glibc, mimalloc and jemalloc until their own policy (a trim, a purge delay, a decay) or an explicit release call gave them back. That is the nearest thing to \"thinking ahead\", and it belongs to the allocator, not to Python. ",
+        "So pymalloc does not keep memory \"in case it is needed again\": it returns an arena as soon as every pool in it is empty, and keeps what live objects pin. ",
     );
+    if !keepers.is_empty() {
+        let names: Vec<String> = keepers.iter().map(|(a, _, _)| a.to_string()).collect();
+        let _ = write!(
+            ev,
+            "The other allocators are another matter, as the table shows: freed all at once, the same objects stayed with {} until their own policy (a trim, a purge delay, a decay) or an explicit release call gave them back (see [allocators.md](allocators.md)). That is the nearest thing to \"thinking ahead\", and it belongs to the allocator, not to Python. ",
+            names.join(", ")
+        );
+    }
     if let Some(g) = run(r, Allocator::System, "large", None)
         && let (Some(a4), Some(f4)) = (above(g, "alloc 4M"), above(g, "free 4M"))
     {

@@ -177,6 +177,10 @@ fn verdicts_need_data() {
     assert_eq!(claims.matches("_No verdict:").count(), 2, "{claims}");
     let index = std::fs::read_to_string(docs.join("README.md")).unwrap();
     assert_eq!(index.matches("_No verdict:").count(), 2, "{index}");
+    for page in ["process-exit.md", "process-pool.md"] {
+        let text = std::fs::read_to_string(docs.join(page)).unwrap();
+        assert!(text.contains("_No data:"), "{page} says there is no data");
+    }
     // The retention verdict is still computed.
     assert_eq!(claims.matches("**Verdict:").count(), 1, "{claims}");
     std::fs::remove_dir_all(&docs).unwrap();

@@ -65,6 +65,9 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
          runs differ. Measuring took {:.1} s.\n\n",
         results.mib, results.repeats, results.elapsed_s
     ));
+    if results.cells.is_empty() {
+        md.push_str("_No data: the results file holds no (allocator, ending) cell, so there is nothing to show._\n\n");
+    }
     let (header, rows) = table(results);
     md.push_str(&markdown_table(&header, &rows));
     md.push_str(&format!("\n_Release rule_: {}.\n\n", results.release_rule));
@@ -190,8 +193,9 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
          (the signal, or the child's last word before it ended by itself). Thick lines: how much \
          `MemAvailable` plus the free pages on per-CPU lists has risen above its value while \
          the child was alive (`MemAvailable` alone lags behind, see the table). Thin lines: the \
-         child's `VmRSS` until it became a zombie. For `free-return` and `panic` the time before \
-         0 is the child freeing its objects.\n\n",
+         child's `VmRSS` until it became a zombie. For `free-return` the time before 0 is the \
+         child freeing its objects (its last word comes after the frees); for `panic` the \
+         freeing comes after 0, during the unwinding, before the kernel's teardown.\n\n",
     );
     let mut endings: Vec<Ending> = Vec::new();
     for c in &results.cells {

@@ -46,15 +46,22 @@ pub fn render(results: &PoolResults, docs: &Path) -> Result<()> {
          before the experiment cleaned up after the naive cases. Measuring took {:.1} s.\n\n",
         results.workers, results.mib, results.allocator, results.elapsed_s
     ));
+    if results.scenarios.is_empty() {
+        md.push_str(
+            "_No data: the results file holds no scenario, so there is nothing to show._\n\n",
+        );
+    }
     let (header, rows) = table(results);
     md.push_str(&markdown_table(&header, &rows));
+    let peak = results.scenarios.iter().map(|s| s.rss_peak_bytes).max().unwrap_or(0);
     md.push_str(&format!(
         "\n_to zero workers_: from the key event (shutdown, drop, the parent's SIGKILL) until no \
          worker was alive; `never` means they outlived the observation. _left for clean-up_: \
          workers arenalab itself had to SIGKILL and reap afterwards, because nothing else \
          would have. A worker's RSS is more than the {mib} MiB of objects it holds: it also \
          counts the program's own code and libraries, the allocator's headers and rounding, and \
-         its bookkeeping, so {workers} workers of {mib} MiB sum to more than {total} MiB.\n\n\
+         its bookkeeping, so {workers} workers of {mib} MiB sum to more than {total} MiB (here \
+         up to {peak:.0} MiB, {each:.0} MiB a worker).\n\n\
          ## Timelines\n\nThick line: the workers' summed `VmRSS`; thin line: live workers × \
          {mib} MiB (the objects each worker holds), for comparison. While a shutdown, a drop or a kill is under way a second thread \
          keeps sampling. The summed RSS can fall before the live count does: a worker's address \
@@ -63,6 +70,8 @@ pub fn render(results: &PoolResults, docs: &Path) -> Result<()> {
         mib = results.mib,
         workers = results.workers,
         total = results.mib * results.workers as u64,
+        peak = crate::measure::mib(peak),
+        each = crate::measure::mib(peak) / results.workers as f64,
     ));
     for s in &results.scenarios {
         let per_worker = results.mib as f64;

@@ -207,6 +207,21 @@ mod tests {
     }
 
     #[test]
+    fn the_highest_address_is_the_top_row() {
+        // Lowest address first in the results: the full arena is the highest.
+        let o = Occupancy { pools_per_arena: 2, arenas: vec!["ee".into(), "ff".into()] };
+        let map = svg("t", &[("after".into(), &o)]);
+        let first_cell = map.find("<rect x=\"24\" y=").unwrap();
+        assert!(map[first_cell..].starts_with(&format!("<rect x=\"24\" y=\"{}\"", TOP + 18)));
+        assert!(map[first_cell..].contains(&format!("fill=\"{}\"", color('f'))));
+        let row = |c: char| map.find(&format!("fill=\"{}\"", color(c))).unwrap();
+        assert!(row('f') < row('e'), "the full (highest) arena is drawn first, on top");
+        assert!(map.contains("(2 arenas, 2 pools in use)"));
+        let one = Occupancy { pools_per_arena: 2, arenas: vec!["f.".into()] };
+        assert!(svg("t", &[("x".into(), &one)]).contains("(1 arena, 1 pool in use)"));
+    }
+
+    #[test]
     fn the_map_has_one_cell_per_pool() {
         let o = Occupancy { pools_per_arena: 4, arenas: vec!["ff5e".into(), "1...".into()] };
         assert_eq!(o.pools_in_use(), 4);
