@@ -561,7 +561,7 @@ fn allocators_page(r: &RetentionResults) -> String {
             md.push('\n');
         }
     }
-    md.push_str(GLOSSARY);
+    md.push_str(&glossary());
     md
 }
 
@@ -627,6 +627,26 @@ fn intro(a: Allocator) -> String {
     }
 }
 
+/// 1048576 → "1 MiB", 16384 → "16 KiB", 100 → "100 B".
+fn size_text(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+/// The glossary, with pymalloc's layout (CPython 3.10+) and glibc's threshold from the code.
+fn glossary() -> String {
+    let c = pymalloc::Config::preset(pymalloc::Preset::Cpython310);
+    GLOSSARY
+        .replace("{mmap}", &knob_text(Allocator::System, "M_MMAP_THRESHOLD"))
+        .replace("{arena}", &size_text(c.arena_size()))
+        .replace("{pool}", &size_text(c.pool_size()))
+        .replace("{align}", &c.alignment().to_string())
+        .replace("{max}", &c.small_request_threshold().to_string())
+}
+
 const GLOSSARY: &str = "\
 ## Glossary
 
@@ -636,12 +656,12 @@ const GLOSSARY: &str = "\
 | anonymous | Resident memory not backed by a file: the heap, `mmap(MAP_ANONYMOUS)` (`Anonymous`). |
 | LazyFree | Pages the allocator marked `MADV_FREE`: still counted in RSS, but the kernel may take them without asking when memory is short. |
 | dirty / muzzy / retained | jemalloc: dirty pages are freed but still backed; muzzy pages were `MADV_FREE`d; retained virtual memory was given back but the address range is kept for reuse. |
-| mmap threshold | glibc: requests at least this large get their own mapping (128 KiB at first, raised dynamically up to 32 MiB). |
+| mmap threshold | glibc: requests at least this large get their own mapping ({mmap} at first, raised dynamically as large blocks are freed). |
 | trim | glibc: returning free memory at the top of the heap to the OS (`M_TRIM_THRESHOLD`, `malloc_trim`). |
 | purge | mimalloc and jemalloc: returning free pages to the OS (decommit, `MADV_DONTNEED` or `MADV_FREE`). |
-| arena | pymalloc: a 1 MiB mapping cut into pools (glibc and jemalloc use the word for their own, larger structures). |
-| pool | pymalloc: 16 KiB holding blocks of one size class. |
-| size class | the block size a request is rounded up to (pymalloc: multiples of 16 B up to 512 B). |
+| arena | pymalloc: a {arena} mapping cut into pools (glibc and jemalloc use the word for their own, larger structures). |
+| pool | pymalloc: {pool} holding blocks of one size class. |
+| size class | the block size a request is rounded up to (pymalloc: multiples of {align} B up to {max} B). |
 ";
 
 // ------------------------------------------------------------------ index

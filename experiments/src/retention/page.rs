@@ -86,6 +86,8 @@ pub fn render(results: &RetentionResults, docs: &Path) -> Result<()> {
     let _ = writeln!(
         md,
         "Figures are **MiB of RSS above the baseline**; {} of {} bytes unless the workload says otherwise. \
+         A negative figure means RSS fell below the baseline: the allocator gave back pages that \
+         were already resident when the baseline was taken (from its start-up and warm-up). \
          The whole matrix took {:.1} s.\n",
         render::plural(results.objects, "object"),
         results.size,
