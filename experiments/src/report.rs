@@ -4,6 +4,19 @@
 //! `docs/results/<name>.json` (with the machine and date), then renders all of docs/ from
 //! those files. `render` does only the second half, so the pages can be regenerated, and
 //! checked against the committed copy, without measuring anything.
+//!
+//! What can go wrong, and what each does:
+//!
+//! | case | outcome |
+//! | --- | --- |
+//! | docs/ or docs/results/ not writable | `report` stops before measuring: exit code 2, naming the folder |
+//! | a results file not JSON, of the wrong shape, or failing its check ([`results::Checked`]) | exit code 2 naming the file and the remedy ([`results::REMEDY`]); no page changes |
+//! | a results file missing | its page (and any verdict that needs it) says it was not measured, its pictures go, and a warning names the page |
+//! | no results file at all | exit code 2: nothing to render |
+//! | a failure while writing the pages | the previous set stays as it was ([`crate::render::install`]) |
+//!
+//! One function per page: an experiment's page is one `page(...)` line in [`render_all`], and
+//! the pages that gather the experiments are in [`crate::site`].
 
 use crate::error::{Error, Result};
 use crate::render::install::{Staging, check_writable};
