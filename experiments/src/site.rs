@@ -268,7 +268,7 @@ fn claim_list(r: &RetentionResults) -> Finding {
 
     // The verdict: which allocator, then whether survivors pin memory.
     let mut short = String::from(
-        "Not as stated: what stays depends on the allocator and on survivors, not on foresight. ",
+        "Not as stated. What stays depends on the allocator and on survivors, not on foresight. ",
     );
     if py_gives_back {
         let _ = write!(
