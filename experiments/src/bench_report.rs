@@ -655,11 +655,26 @@ fn group_chart(r: &BenchResults, group: &str) -> Result<String> {
     )
 }
 
+/// The page's title.
+pub const TITLE: &str = "Benchmarks: allocation speed, pymalloc against the field";
+
+impl crate::results::Checked for BenchResults {
+    /// At least one benchmark, and every group a plain name (each becomes a chart's file name).
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.benchmarks.is_empty() {
+            return Err("no benchmarks".into());
+        }
+        for g in self.groups() {
+            results::check_slug("benchmark group", &g)?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes `docs/benchmarks.md` and `docs/benchmarks/<group>.svg` from saved results.
 pub fn render(results: &BenchResults, docs: &Path) -> Result<()> {
     let r = results;
-    let mut md =
-        render::page_header("Benchmarks: allocation speed, pymalloc against the field", &r.meta);
+    let mut md = render::page_header(TITLE, &r.meta);
     md.push_str(
         "Criterion benchmarks from `benches/` (see `benches/README.md` for what each group does and \
          the fairness caveats). Each cell is the **median time per operation** (one alloc+free \
@@ -670,22 +685,6 @@ pub fn render(results: &BenchResults, docs: &Path) -> Result<()> {
          instead of returned to the OS (not CPython's behaviour). Compare ratios within this page; absolute nanoseconds move between runs on a \
          shared 2-core machine.\n\n",
     );
-    md.push_str(
-        "## Targets\n\nComputed from the figures below. \"Worst figure\" is a time ratio (lower is \
-         better) or, for \"faster than glibc\", a speed-up (higher is better), taken over every \
-         row the target covers.\n\n",
-    );
-    md.push_str(&target_table(targets(r)));
-    let cached = cached_targets(r);
-    if !cached.is_empty() {
-        md.push_str(&format!(
-            "\nThe same heap with emptied arenas kept mapped (`{CACHED_HEAP}`, \
-             `pymalloc::os::Cached`; not CPython's behaviour, which returns every emptied arena \
-             but one to the OS) shows how much of the gap is the price of giving memory back:\n\n"
-        ));
-        md.push_str(&target_table(cached));
-    }
-    md.push('\n');
     for group in r.groups() {
         let what = GROUPS.iter().find(|(g, _, _)| *g == group).map_or("", |(_, _, w)| *w);
         md.push_str(&format!("## `{group}`\n\n"));
@@ -703,10 +702,27 @@ pub fn render(results: &BenchResults, docs: &Path) -> Result<()> {
         render::write_file(&docs.join(&file), &group_chart(r, &group)?)?;
         md.push_str(&format!("\n![{group}]({file})\n\n"));
     }
+    md.push_str(
+        "## Appendix: the project's own targets\n\nThe goals arenalab set itself for its \
+         pymalloc model's speed, for the project's maintainers rather than the reader: each is \
+         checked against the figures above. \"Worst figure\" is a time ratio (lower is better) \
+         or, for \"faster than glibc\", a speed-up (higher is better), taken over every row the \
+         target covers.\n\n",
+    );
+    md.push_str(&target_table(targets(r)));
+    let cached = cached_targets(r);
+    if !cached.is_empty() {
+        md.push_str(&format!(
+            "\nThe same heap with emptied arenas kept mapped (`{CACHED_HEAP}`, \
+             `pymalloc::os::Cached`; not CPython's behaviour, which returns every emptied arena \
+             but one to the OS) shows how much of the gap is the price of giving memory back:\n\n"
+        ));
+        md.push_str(&target_table(cached));
+    }
+    md.push('\n');
     md.push_str(&format!(
-        "---\nRead from `{}` ({} benchmarks); figures saved in `docs/results/{RESULTS_NAME}.json`. \
-         Re-render with `arenalab bench-report --render-only`.\n",
-        r.criterion_dir,
+        "\n---\nRead from criterion's output folder ({} benchmarks); figures saved in \
+         `docs/results/{RESULTS_NAME}.json`. Re-render with `arenalab bench-report --render-only`.\n",
         r.benchmarks.len()
     ));
     render::write_file(&docs.join("benchmarks.md"), &md)
@@ -731,7 +747,10 @@ pub fn run(args: &BenchReportArgs) -> Result<()> {
         // `--render-only` (and `arenalab render`) make of the committed JSON.
         results::load::<BenchResults>(&docs, RESULTS_NAME)?.unwrap_or(r)
     };
-    render(&results, &docs)?;
+    // Into a staging folder first, so a failure leaves the previous page and charts intact.
+    let staging = render::install::Staging::new(&docs)?;
+    render(&results, staging.path())?;
+    staging.install()?;
     let by_group: BTreeMap<&str, usize> =
         results.benchmarks.iter().fold(BTreeMap::new(), |mut m, b| {
             *m.entry(b.group.as_str()).or_default() += 1;

@@ -4,9 +4,25 @@
 //! `docs/results/<name>.json` (with the machine and date), then renders all of docs/ from
 //! those files. `render` does only the second half, so the pages can be regenerated, and
 //! checked against the committed copy, without measuring anything.
+//!
+//! What can go wrong, and what each does:
+//!
+//! | case | outcome |
+//! | --- | --- |
+//! | docs/ or docs/results/ not writable | `report` stops before measuring: exit code 2, naming the folder |
+//! | a results file not JSON, of the wrong shape, or failing its check ([`results::Checked`]) | exit code 2 naming the file and the remedy ([`results::REMEDY`]); no page changes |
+//! | a results file missing | its page (and any verdict that needs it) says it was not measured, its pictures go, and a warning names the page |
+//! | no results file at all | exit code 2: nothing to render |
+//! | a failure while writing the pages | the previous set stays as it was ([`crate::render::install`]) |
+//!
+//! One function per page: an experiment's page is one `page(...)` line in [`render_all`], and
+//! the pages that gather the experiments are in [`crate::site`].
 
 use crate::error::{Error, Result};
+use crate::render::install::{Staging, check_writable};
+use crate::render::{not_measured, write_file};
 use crate::results::{self, default_docs_dir};
+use crate::{bench_report, exit, pool, retention, tour};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -30,10 +46,8 @@ pub struct RenderArgs {
     pub docs: Option<PathBuf>,
 }
 
-fn docs_dir(arg: &Option<PathBuf>) -> Result<PathBuf> {
-    let dir = arg.clone().unwrap_or_else(default_docs_dir);
-    std::fs::create_dir_all(&dir).map_err(Error::failed(dir.display()))?;
-    Ok(dir)
+fn docs_dir(arg: &Option<PathBuf>) -> PathBuf {
+    arg.clone().unwrap_or_else(default_docs_dir)
 }
 
 fn step(n: usize, of: usize, what: &str) {
@@ -42,7 +56,10 @@ fn step(n: usize, of: usize, what: &str) {
 
 /// Runs `arenalab report`: every experiment, then every page.
 pub fn run(args: &ReportArgs) -> Result<()> {
-    let docs = docs_dir(&args.docs)?;
+    let docs = docs_dir(&args.docs);
+    // Minutes of measuring must not end in "cannot write": check both folders first.
+    check_writable(&docs)?;
+    check_writable(&docs.join("results"))?;
     let started = Instant::now();
     let total = 6;
     let command = "arenalab report";
@@ -94,7 +111,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
 
 /// Runs `arenalab render`.
 pub fn render(args: &RenderArgs) -> Result<()> {
-    let docs = docs_dir(&args.docs)?;
+    let docs = docs_dir(&args.docs);
     let written = render_all(&docs)?;
     for page in written {
         println!("{}", page.display());
@@ -102,35 +119,94 @@ pub fn render(args: &RenderArgs) -> Result<()> {
     Ok(())
 }
 
-/// Renders every page whose results exist in `docs/results/`. Returns the pages written.
+/// Loads and checks every results file of `docs/results/` (a missing one is `None`).
+pub fn load_all(docs: &Path) -> Result<crate::site::Results> {
+    Ok(crate::site::Results {
+        retention: results::load(docs, "retention")?,
+        exit: results::load(docs, "exit")?,
+        pool: results::load(docs, "pool")?,
+        tour: results::load(docs, "pymalloc")?,
+        bench: results::load(docs, crate::bench_report::RESULTS_NAME)?,
+    })
+}
+
+/// Renders one experiment page into `dir`: from its results, or, when they are missing, a page
+/// that says so (and a warning on stderr naming the page and the file).
+fn page<T>(
+    results: &Option<T>,
+    (name, file, pictures, title): (&str, &str, &str, &str),
+    staging: &mut Staging,
+    render: impl FnOnce(&T, &Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let dir = staging.path().to_path_buf();
+    match results {
+        Some(r) => render(r, &dir)?,
+        None => {
+            eprintln!(
+                "arenalab: warning: {file} not rendered: results/{name}.json is missing; the page \
+                 now says it was not measured ({})",
+                results::REMEDY
+            );
+            write_file(&dir.join(file), &not_measured(title, name))?;
+            staging.retire(pictures);
+        }
+    }
+    Ok(PathBuf::from(file))
+}
+
+/// Renders every page from the results in `docs/results/` and returns the pages written.
+///
+/// Every results file is loaded and checked first: a file that cannot be used stops everything
+/// with exit code 2 before any page changes. The pages are rendered into a staging folder and
+/// moved into place together ([`crate::render::install`]), so a failure leaves the previous set
+/// intact. A missing results file is not an error: its page (and any verdict that needs it)
+/// says it was not measured, and a warning names it. With no results file at all, there is
+/// nothing to render: exit code 2.
 pub fn render_all(docs: &Path) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    let retention: Option<crate::retention::RetentionResults> = results::load(docs, "retention")?;
-    if let Some(r) = &retention {
-        crate::retention::render(r, docs)?;
-        written.push(docs.join("retention.md"));
+    let set = load_all(docs)?;
+    if set.retention.is_none()
+        && set.exit.is_none()
+        && set.pool.is_none()
+        && set.tour.is_none()
+        && set.bench.is_none()
+    {
+        return Err(Error::Usage(format!(
+            "{} holds no results file: nothing to render; {}",
+            docs.join("results").display(),
+            results::REMEDY
+        )));
     }
-    let exit: Option<crate::exit::ExitResults> = results::load(docs, "exit")?;
-    if let Some(e) = &exit {
-        crate::exit::render(e, docs)?;
-        written.push(docs.join("process-exit.md"));
-    }
-    let pool: Option<crate::pool::PoolResults> = results::load(docs, "pool")?;
-    if let Some(p) = &pool {
-        crate::pool::render(p, docs)?;
-        written.push(docs.join("process-pool.md"));
-    }
-    let tour: Option<crate::tour::TourResults> = results::load(docs, "pymalloc")?;
-    if let Some(t) = &tour {
-        crate::tour::render(t, docs)?;
-        written.push(docs.join("pymalloc.md"));
-    }
-    let bench: Option<crate::bench_report::BenchResults> = results::load(docs, "benchmarks")?;
-    if let Some(b) = &bench {
-        crate::bench_report::render(b, docs)?;
-        written.push(docs.join("benchmarks.md"));
-    }
-    let set = crate::site::Results { retention, exit, pool, tour, bench };
-    written.extend(crate::site::render(&set, docs)?);
-    Ok(written)
+    let mut staging = Staging::new(docs)?;
+    let st = &mut staging;
+    let mut pages = vec![
+        page(
+            &set.retention,
+            ("retention", "retention.md", retention::page::IMG_DIR, retention::page::TITLE),
+            st,
+            retention::render,
+        )?,
+        page(
+            &set.exit,
+            ("exit", "process-exit.md", "process-exit", exit::page::TITLE),
+            st,
+            exit::render,
+        )?,
+        page(
+            &set.pool,
+            ("pool", "process-pool.md", "process-pool", pool::page::TITLE),
+            st,
+            pool::render,
+        )?,
+        page(&set.tour, ("pymalloc", "pymalloc.md", tour::IMG_DIR, tour::TITLE), st, tour::render)?,
+        page(
+            &set.bench,
+            (bench_report::RESULTS_NAME, "benchmarks.md", "benchmarks", bench_report::TITLE),
+            st,
+            bench_report::render,
+        )?,
+    ];
+    let dir = staging.path();
+    pages.extend(crate::site::render(&set, dir)?);
+    staging.install()?;
+    Ok(pages.into_iter().map(|p| docs.join(p)).collect())
 }

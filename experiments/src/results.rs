@@ -133,14 +133,43 @@ pub fn save<T: Serialize>(docs: &Path, name: &str, value: &T) -> Result<PathBuf>
     Ok(path)
 }
 
-/// Reads a results document; `Ok(None)` when the file does not exist.
-pub fn load<T: DeserializeOwned>(docs: &Path, name: &str) -> Result<Option<T>> {
+/// What a reader whose results file cannot be used should do.
+pub const REMEDY: &str = "re-measure with `arenalab report`, or restore the committed copy with `git checkout docs/results`";
+
+/// A results document that can say whether it is fit to render.
+///
+/// `serde` checks the shape of a results file (the fields and their types); `check` checks
+/// what the renderers rely on beyond that: names they turn into file names, phases they index,
+/// counts they divide by. A document that passes renders without a panic.
+pub trait Checked {
+    /// `Err` with what is wrong, in a few words, when the document cannot be rendered.
+    fn check(&self) -> std::result::Result<(), String>;
+}
+
+/// Checks that `name` is a plain slug (`a-z`, `0-9`, `-`, `_`): safe as a file name.
+pub fn check_slug(what: &str, name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok { Ok(()) } else { Err(format!("{what} {name:?} is not a plain name (a-z, 0-9, -, _)")) }
+}
+
+/// Reads and checks a results document; `Ok(None)` when the file does not exist.
+///
+/// A file that is not JSON, JSON of the wrong shape, or a document that fails its
+/// [`Checked::check`] is bad input ([`Error::Usage`], exit code 2): the message names the file,
+/// what is wrong and what to do ([`REMEDY`]).
+pub fn load<T: DeserializeOwned + Checked>(docs: &Path, name: &str) -> Result<Option<T>> {
     let path = results_path(docs, name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::Failed(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Failed(format!("{}: {e}", path.display()))),
-    }
+    let bad = |what: String| Error::Usage(format!("{}: {what}; {REMEDY}", path.display()));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(bad(format!("cannot be read ({e})"))),
+    };
+    let value: T = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("not a {name} results document ({e})")))?;
+    value.check().map_err(|what| bad(format!("cannot be rendered: {what}")))?;
+    Ok(Some(value))
 }

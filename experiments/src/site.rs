@@ -3,7 +3,7 @@
 //! nothing is typed in by hand.
 
 use crate::error::Result;
-use crate::render::{group_digits, markdown_table, write_file};
+use crate::render::{markdown_table, plural, write_file};
 use crate::retention::{RetentionResults, Run};
 use lineup::Allocator;
 use std::fmt::Write as _;
@@ -35,21 +35,55 @@ pub struct Verdict {
     pub page: &'static str,
 }
 
-/// Writes docs/claims.md, docs/allocators.md and docs/README.md. Returns the pages written.
-pub fn render(r: &Results, docs: &Path) -> Result<Vec<PathBuf>> {
+/// What the results say of a claim.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Finding {
+    /// The results file the claim needs does not exist.
+    NotMeasured,
+    /// The file exists but holds nothing the claim can be judged on; why, in a sentence.
+    NoData(String),
+    /// A verdict computed from the measurements.
+    Verdict(Verdict),
+}
+
+impl Finding {
+    /// The verdict, if there is one.
+    pub fn verdict(&self) -> Option<&Verdict> {
+        match self {
+            Finding::Verdict(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The Markdown said in place of a verdict when there is none.
+    fn no_verdict(&self) -> String {
+        match self {
+            Finding::NotMeasured => {
+                "_Not measured yet: run `cargo run --release` (`arenalab report`)._".into()
+            }
+            Finding::NoData(why) => format!("_No verdict: {why}_"),
+            Finding::Verdict(v) => format!("**Verdict: {}**", v.short),
+        }
+    }
+}
+
+/// The question that started arenalab, quoted from the Q&A thread it was asked in.
+pub const SEED_QUESTION: &str = "When a python session/terminal is closed or killed forcefully \
+does the memory occupied by lists other data structures in the code released automatically (I \
+mean the garbage collection)?";
+
+/// Writes claims.md, allocators.md and README.md into `dir`. Returns the pages written,
+/// relative to `dir`.
+pub fn render(r: &Results, dir: &Path) -> Result<Vec<PathBuf>> {
     let claims = claims(r);
-    let mut written = Vec::new();
-    if let Some(page) = claims_page(r, &claims) {
-        write_file(&docs.join("claims.md"), &page)?;
-        written.push(docs.join("claims.md"));
-    }
-    if let Some(ret) = &r.retention {
-        write_file(&docs.join("allocators.md"), &allocators_page(ret))?;
-        written.push(docs.join("allocators.md"));
-    }
-    write_file(&docs.join("README.md"), &index_page(r, &claims))?;
-    written.push(docs.join("README.md"));
-    Ok(written)
+    write_file(&dir.join("claims.md"), &claims_page(r, &claims))?;
+    let allocators = match &r.retention {
+        Some(ret) => allocators_page(ret),
+        None => crate::render::not_measured(ALLOCATORS_TITLE, "retention"),
+    };
+    write_file(&dir.join("allocators.md"), &allocators)?;
+    write_file(&dir.join("README.md"), &index_page(r, &claims))?;
+    Ok(["claims.md", "allocators.md", "README.md"].map(PathBuf::from).to_vec())
 }
 
 // ------------------------------------------------------------------ figures
@@ -90,27 +124,37 @@ fn pct(part: f64, whole: f64) -> f64 {
 // ------------------------------------------------------------------ claims
 
 /// The three claims of the seed question and what the results say of each.
-pub fn claims(r: &Results) -> [(&'static str, Option<Verdict>); 3] {
+pub fn claims(r: &Results) -> [(&'static str, Finding); 3] {
+    let found = |x: Option<Finding>| x.unwrap_or(Finding::NotMeasured);
     [
         (
             "(a) Memory is released when a process is closed or killed.",
-            r.exit.as_ref().map(claim_exit),
+            found(r.exit.as_ref().map(claim_exit)),
         ),
         (
             "(b) After deleting a big list, memory never returns to where it was, because the runtime \"thinks ahead\" and keeps it in case it is needed again.",
-            r.retention.as_ref().and_then(claim_list),
+            found(r.retention.as_ref().map(claim_list)),
         ),
         (
             "(c) If a worker pool is not closed correctly, the memory used by its worker processes may not be released.",
-            r.pool.as_ref().map(claim_pool),
+            found(r.pool.as_ref().map(claim_pool)),
         ),
     ]
 }
 
-fn claim_exit(e: &crate::exit::ExitResults) -> Verdict {
+fn claim_exit(e: &crate::exit::ExitResults) -> Finding {
+    let n = e.cells.len();
+    if n == 0 {
+        return Finding::NoData(
+            "`results/exit.json` holds no (allocator, ending) cell, so nothing was measured to judge this claim on.".into(),
+        );
+    }
     let mut back = 0;
     let mut zombie_zero = 0;
+    // The slowest end → back, apart for `panic`: its child unwinds after its last word, so its
+    // time includes the frees (`free-return` frees before its last word).
     let mut slowest: Option<(f64, String)> = None;
+    let mut slowest_panic: Option<(f64, String)> = None;
     let mut rows = Vec::new();
     for c in &e.cells {
         let s = &c.summary;
@@ -119,10 +163,12 @@ fn claim_exit(e: &crate::exit::ExitResults) -> Verdict {
         back += usize::from(released);
         let zombie = s.zombie_rss_mib.map_or(0.0, |x| x.max);
         zombie_zero += usize::from(zombie == 0.0);
+        let slot =
+            if c.ending == crate::exit::Ending::Panic { &mut slowest_panic } else { &mut slowest };
         if let Some(ms) = s.release_accounted_ms.map(|x| x.median)
-            && slowest.as_ref().is_none_or(|(m, _)| ms > *m)
+            && slot.as_ref().is_none_or(|(m, _)| ms > *m)
         {
-            slowest = Some((ms, format!("{} / {}", c.allocator, c.ending.name())));
+            *slot = Some((ms, format!("{} / {}", c.allocator, c.ending.name())));
         }
         rows.push(vec![
             c.allocator.to_string(),
@@ -133,11 +179,10 @@ fn claim_exit(e: &crate::exit::ExitResults) -> Verdict {
             s.release_accounted_ms.map_or("not seen".into(), |x| format!("{:.0}", x.median)),
         ]);
     }
-    let n = e.cells.len();
     let short = if back == n && zombie_zero == n {
-        "True, for every ending and every allocator measured.".to_string()
+        format!("True, for every ending and every allocator measured ({n} cases).")
     } else if back == 0 {
-        "False in these measurements.".to_string()
+        format!("False in these measurements: in none of {n} cases was the memory seen back.")
     } else {
         format!("True only partly: memory was seen back in {back} of {n} cases.")
     };
@@ -153,48 +198,110 @@ fn claim_exit(e: &crate::exit::ExitResults) -> Verdict {
     .map(|s| s.to_string())
     .collect();
     let mut evidence = format!(
-        "Each child allocated and wrote {} MiB of small objects, then ended; medians of {} runs. \
+        "Each child allocated and wrote {} MiB of small objects, then ended; medians of {}. \
          In {zombie_zero} of {n} cases the dead, not yet reaped child (a zombie) held no resident memory: \
          the kernel tears the address space down when the process dies, before anyone reaps it. \
-         Whatever the allocator kept after `free` goes with it.",
-        e.mib, e.repeats
+         Whatever the allocator kept after `free` goes with it. \"Back before reaping\" can read a \
+         little above 100 %: it compares the whole machine's available memory with the child's \
+         own anonymous memory, and the kernel frees the child's page tables and other bookkeeping \
+         too.",
+        e.mib,
+        plural(e.repeats as u64, "run")
     );
     if let Some((ms, cell)) = slowest {
-        let _ = write!(evidence, " The slowest return measured took {ms:.0} ms ({cell}).");
+        let _ = write!(
+            evidence,
+            " From the end to the memory being back took at most {ms:.0} ms ({cell}) for every ending \
+             but `panic`: the kernel's teardown alone."
+        );
+    }
+    if let Some((ms, cell)) = slowest_panic {
+        let _ = write!(
+            evidence,
+            " `panic` took up to {ms:.0} ms ({cell}): its child writes its last word just before \
+             `panic!`, so the time includes the unwinding, which frees every object before the \
+             process exits."
+        );
     }
     evidence.push_str("\n\n");
     evidence.push_str(&markdown_table(&header, &rows));
-    Verdict { short, evidence, page: "process-exit.md" }
+    Finding::Verdict(Verdict { short, evidence, page: "process-exit.md" })
 }
 
-fn claim_list(r: &RetentionResults) -> Option<Verdict> {
+/// An allocator's `seed` run: peak, kept after freeing everything, after the release call
+/// (bytes above baseline).
+fn seed_figures(r: &RetentionResults, a: Allocator) -> Option<(f64, f64, f64)> {
+    let s = run(r, a, "seed", None)?;
+    Some((peak(s)?, above(s, "full free")?, above(s, "release")?))
+}
+
+/// Below this share of its peak, an allocator "gave the memory back".
+const GAVE_BACK_PCT: f64 = 10.0;
+
+fn claim_list(r: &RetentionResults) -> Finding {
     let py = Allocator::Pymalloc;
-    let seed = run(r, py, "seed", None)?;
-    let p = peak(seed)?;
-    let full = above(seed, "full free")?;
-    let spread = run(r, py, "survivors", Some("spread"));
-    let kept_spread = spread.and_then(|s| Some((above(s, "partial free")?, peak(s)?)));
+    let Some((p, full, _)) = seed_figures(r, py) else {
+        return Finding::NoData(
+            "`results/retention.json` has no `seed` run under pymalloc (CPython's allocator), the workload this claim is about.".into(),
+        );
+    };
+    let spread = run(r, py, "survivors", Some("spread"))
+        .and_then(|s| Some((above(s, "partial free")?, peak(s)?)));
     let every =
         run(r, py, "every-other", None).and_then(|s| Some((above(s, "partial free")?, peak(s)?)));
-    let arenas_left = seed
-        .phases
-        .iter()
-        .find(|x| x.name == "full free")
+    let arenas_left = run(r, py, "seed", None)
+        .and_then(|s| s.phases.iter().find(|x| x.name == "full free"))
         .and_then(|x| x.pymalloc.as_ref())
         .map(|c| c.arenas_current);
     let full_pct = pct(full, p);
-    let pins = kept_spread.is_some_and(|(k, pk)| pct(k, pk) > 50.0);
-    let short = if full_pct < 10.0 && pins {
-        "True only when some objects of the list survive (pymalloc, CPython's allocator): freeing the whole list gives the memory back, all but one arena; a few survivors scattered through it keep almost all of it.".to_string()
-    } else if full_pct < 10.0 {
-        "False for pymalloc here: freeing the whole list gave the memory back.".to_string()
+    let py_gives_back = full_pct < GAVE_BACK_PCT;
+    // The other allocators that kept memory after the whole list was freed.
+    let keepers: Vec<(Allocator, f64, f64)> = Allocator::ALL
+        .iter()
+        .filter(|&&a| a != py)
+        .filter_map(|&a| {
+            let (pk, f, rel) = seed_figures(r, a)?;
+            (pct(f, pk) >= GAVE_BACK_PCT).then_some((a, f, rel))
+        })
+        .collect();
+    let survivors_pin = spread.map(|(k, pk)| pct(k, pk));
+
+    // The verdict: which allocator, then whether survivors pin memory.
+    let mut short = String::from(
+        "Not as stated. What stays depends on the allocator and on survivors, not on foresight. ",
+    );
+    if py_gives_back {
+        let _ = write!(
+            short,
+            "Freed whole, the list's memory came back under pymalloc (CPython's allocator), all but {}",
+            arenas_left.map_or("a little".to_string(), |a| plural(a, "arena"))
+        );
     } else {
-        "True: memory stayed after freeing the whole list.".to_string()
-    };
+        let _ =
+            write!(short, "Freed whole, the list's memory stayed under pymalloc ({full_pct:.0} %)");
+    }
+    if keepers.is_empty() {
+        short.push_str("; so it did under every other allocator measured.");
+    } else {
+        let names: Vec<String> =
+            keepers.iter().map(|(a, f, _)| format!("{a} ({})", mib(*f))).collect();
+        let _ = write!(
+            short,
+            "; it stayed under {} until their release call or purge.",
+            names.join(", ")
+        );
+    }
+    if let Some(k) = survivors_pin {
+        let _ = write!(
+            short,
+            " With 1 object in 1000 left alive, spread through the list, pymalloc kept {k:.0} % of it: survivors pin memory."
+        );
+    }
+
     let mut ev = format!(
-        "With pymalloc (CPython's allocator, modelled), {} objects of {} B took {} above the baseline. \
+        "With pymalloc (CPython's allocator, modelled), {} of {} B took {} above the baseline. \
          After freeing all of them, {} ({:.0} %) stayed",
-        group_digits(r.objects),
+        plural(r.objects, "object"),
         r.size,
         mib(p),
         mib(full),
@@ -203,14 +310,15 @@ fn claim_list(r: &RetentionResults) -> Option<Verdict> {
     if let Some(a) = arenas_left {
         let _ = write!(
             ev,
-            ": {a} arena kept, the last usable one, which CPython 3.9+ keeps on purpose"
+            ": {} kept, the last usable one, which CPython 3.9+ keeps on purpose",
+            plural(a, "arena")
         );
     }
     ev.push_str(". ");
-    if let Some((k, pk)) = kept_spread {
+    if let Some((k, pk)) = spread {
         let _ = write!(
             ev,
-            "Keeping 1 object in 1000, spread through the list, kept {} of {} ({:.0} %): one live object pins its 16 KiB pool, and one used pool pins its 1 MiB arena. ",
+            "Keeping 1 object in 1000, spread through the list, kept {} of {} ({:.0} %): one live object pins its pool, and one used pool pins its arena. ",
             mib(k),
             mib(pk),
             pct(k, pk)
@@ -220,32 +328,89 @@ fn claim_list(r: &RetentionResults) -> Option<Verdict> {
         let _ = write!(ev, "Freeing every other object kept {} of {}. ", mib(k), mib(pk));
     }
     ev.push_str(
-        "So the memory is not kept because the runtime \"thinks ahead\": pymalloc returns an arena as soon as every pool in it is empty, and keeps what is pinned by live objects. ",
+        "So pymalloc does not keep memory \"in case it is needed again\": it returns an arena as soon as every pool in it is empty, and keeps what live objects pin. ",
     );
-    if let Some(g) = run(r, Allocator::System, "seed", None)
-        && let (Some(gf), Some(gr)) = (above(g, "full free"), above(g, "release"))
-    {
+    if !keepers.is_empty() {
+        let names: Vec<String> = keepers.iter().map(|(a, _, _)| a.to_string()).collect();
         let _ = write!(
             ev,
-            "For comparison, glibc `malloc`, which serves CPython's objects above 512 B (the list's own pointer array among them), kept {} after the same objects were freed, until `malloc_trim(0)` brought it to {}.",
-            mib(gf),
-            mib(gr)
+            "The other allocators are another matter, as the table shows: freed all at once, the same objects stayed with {} until their own policy (a trim, a purge delay, a decay) or an explicit release call gave them back (see [allocators.md](allocators.md)). That is the nearest thing to \"thinking ahead\", and it belongs to the allocator, not to Python. ",
+            names.join(", ")
         );
     }
-    Some(Verdict { short, evidence: ev, page: "retention.md" })
+    if let Some(g) = run(r, Allocator::System, "large", None)
+        && let (Some(a4), Some(f4)) = (above(g, "alloc 4M"), above(g, "free 4M"))
+    {
+        let array = r.objects.saturating_mul(std::mem::size_of::<usize>() as u64);
+        let _ = write!(
+            ev,
+            "glibc `malloc` serves CPython's objects above 512 B, among them the list's own pointer array ({} for {}): a block that large gets its own mapping, which `free` returns at once (the `large` workload: 4 MiB blocks took {} and left {} once freed).",
+            mib(array as f64),
+            plural(r.objects, "item"),
+            mib(a4),
+            mib(f4)
+        );
+    }
+    ev.push_str("\n\n");
+    ev.push_str(&list_table(r));
+    Finding::Verdict(Verdict { short, evidence: ev, page: "retention.md" })
 }
 
-fn claim_pool(p: &crate::pool::PoolResults) -> Verdict {
+/// Per allocator: the `seed` figures and what 1 in 1000 survivors (spread) kept.
+fn list_table(r: &RetentionResults) -> String {
+    let header: Vec<String> = [
+        "allocator",
+        "after alloc",
+        "after freeing all",
+        "after the release call",
+        "1 in 1000 survive (spread): kept",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = Allocator::ALL
+        .iter()
+        .filter_map(|&a| {
+            let (p, f, rel) = seed_figures(r, a)?;
+            let kept = run(r, a, "survivors", Some("spread"))
+                .and_then(|s| Some((above(s, "partial free")?, peak(s)?)))
+                .map_or("-".into(), |(k, pk)| format!("{} of {}", mib(k), mib(pk)));
+            Some(vec![a.to_string(), mib(p), mib(f), mib(rel), kept])
+        })
+        .collect();
+    format!(
+        "RSS above the baseline ({} of {} B):\n\n{}",
+        plural(r.objects, "object"),
+        r.size,
+        markdown_table(&header, &rows)
+    )
+}
+
+fn claim_pool(p: &crate::pool::PoolResults) -> Finding {
     use crate::pool::Scenario;
+    if p.scenarios.is_empty() {
+        return Finding::NoData(
+            "`results/pool.json` holds no scenario, so nothing was measured to judge this claim on."
+                .into(),
+        );
+    }
     let get = |s: Scenario| p.scenarios.iter().find(|x| x.scenario == s);
+    let unclosed = [Scenario::DropNaive, Scenario::ParentKilledNone];
+    if unclosed.iter().all(|&s| get(s).is_none()) {
+        return Finding::NoData(format!(
+            "neither scenario that leaves a pool unclosed without a fix (`{}`, `{}`) was measured.",
+            Scenario::DropNaive.name(),
+            Scenario::ParentKilledNone.name()
+        ));
+    }
     let kept = |s: Scenario| get(s).is_some_and(|x| x.live_at_end > 0 && x.rss_at_end_bytes > 0);
     let freed = |s: Scenario| get(s).is_some_and(|x| x.live_at_end == 0);
-    let unclosed_keeps = kept(Scenario::DropNaive) || kept(Scenario::ParentKilledNone);
+    let unclosed_keeps = unclosed.iter().any(|&s| kept(s));
     let closed_frees = freed(Scenario::ShutdownJoin) && freed(Scenario::DropCorrect);
     let short = match (unclosed_keeps, closed_frees) {
         (true, true) => "True while the workers live: a pool that is not shut down leaves its worker processes running, holding their memory, until something ends them; a pool shut down (or dropped by a correct Drop) gives it all back.".to_string(),
         (true, false) => "True: the workers of an unclosed pool kept their memory.".to_string(),
-        (false, _) => "False in these measurements: no worker outlived its pool.".to_string(),
+        (false, _) => "False in these measurements: no worker of an unclosed pool outlived it.".to_string(),
     };
     let header: Vec<String> =
         ["scenario", "workers alive at the end", "their RSS (MiB)", "all gone after (ms)"]
@@ -274,42 +439,56 @@ fn claim_pool(p: &crate::pool::PoolResults) -> Verdict {
         p.mib,
         markdown_table(&header, &rows)
     );
-    Verdict { short, evidence, page: "process-pool.md" }
+    Finding::Verdict(Verdict { short, evidence, page: "process-pool.md" })
 }
 
-fn claims_page(r: &Results, claims: &[(&'static str, Option<Verdict>); 3]) -> Option<String> {
-    let meta = r.retention.as_ref().map(|x| &x.meta).or(r.exit.as_ref().map(|x| &x.meta))?;
-    let mut md = crate::render::page_header("The seed question's claims, tested", meta);
-    md.push_str(
-        "The question that started arenalab (`shared/reference/seed-question.html`): *when a Python \
-         session is closed or killed, is the memory of its lists released?* The answers made three \
-         claims. Each verdict below is computed from the measurements, not written by hand; the \
-         linked pages hold every figure.\n\n",
+/// The page's title.
+const CLAIMS_TITLE: &str = "The seed question's claims, tested";
+
+fn claims_page(r: &Results, claims: &[(&'static str, Finding); 3]) -> String {
+    let meta = r.retention.as_ref().map(|x| &x.meta).or(r.exit.as_ref().map(|x| &x.meta));
+    let mut md = match meta {
+        Some(m) => crate::render::page_header(CLAIMS_TITLE, m),
+        None => format!("# {CLAIMS_TITLE}\n\n"),
+    };
+    let _ = write!(
+        md,
+        "The question that started arenalab, asked in a Q&A thread:\n\n> {SEED_QUESTION}\n\n\
+         The answers made three claims. Each verdict below is computed from the measurements, not \
+         written by hand; the linked pages hold every figure.\n\n"
     );
-    for (claim, verdict) in claims {
+    for (claim, finding) in claims {
         let _ = write!(md, "## {claim}\n\n");
-        match verdict {
-            Some(v) => {
+        match finding {
+            Finding::Verdict(v) => {
                 let _ = write!(
                     md,
                     "**Verdict: {}**\n\n{}\n\nMeasured in [{}]({}).\n\n",
                     v.short, v.evidence, v.page, v.page
                 );
             }
-            None => md.push_str("_Not measured yet: run `cargo run --release`._\n\n"),
+            other => {
+                let _ = write!(md, "{}\n\n", other.no_verdict());
+            }
         }
     }
-    Some(md)
+    md
 }
 
 // ------------------------------------------------------------------ allocators
 
+/// The title of allocators.md.
+const ALLOCATORS_TITLE: &str = "When each allocator gives memory back";
+
 fn allocators_page(r: &RetentionResults) -> String {
-    let mut md = crate::render::page_header("When each allocator gives memory back", &r.meta);
+    let mut md = crate::render::page_header(ALLOCATORS_TITLE, &r.meta);
     md.push_str(
         "For each allocator: when freed memory goes back to the OS, and which call or knob forces \
          it. Every figure is RSS above the worker's baseline, measured in the retention experiment \
-         ([retention.md](retention.md)).\n\n",
+         ([retention.md](retention.md)). A negative figure means RSS fell below the baseline: the \
+         release call also gave back pages that were already resident when the baseline was \
+         taken (the allocator's start-up and warm-up). Defaults are read from the knob table of \
+         the `lineup` crate, the same one the experiments use.\n\n",
     );
     for a in Allocator::ALL {
         let _ = write!(md, "## {a}\n\n{}\n\n", intro(a));
@@ -319,8 +498,8 @@ fn allocators_page(r: &RetentionResults) -> String {
                 (peak(s), above(s, "full free"), above(s, "release"))
         {
             facts.push(format!(
-                "`seed` ({} × {} B): {} after allocating, **{}** after freeing everything, **{}** after {}.",
-                group_digits(r.objects),
+                "`seed` ({} of {} B): {} after allocating, **{}** after freeing everything, **{}** after {}.",
+                plural(r.objects, "object"),
                 r.size,
                 mib(p),
                 mib(f),
@@ -382,7 +561,7 @@ fn allocators_page(r: &RetentionResults) -> String {
             md.push('\n');
         }
     }
-    md.push_str(GLOSSARY);
+    md.push_str(&glossary());
     md
 }
 
@@ -395,34 +574,77 @@ fn release_name(run: &Run) -> String {
     })
 }
 
-fn intro(a: Allocator) -> &'static str {
+/// An allocator's built-in default for a knob, from `lineup`'s knob table.
+fn knob_default(a: Allocator, name: &str) -> Option<i64> {
+    a.knobs().iter().find(|k| k.name == name).and_then(|k| k.default)
+}
+
+/// A knob's default in words: "1000 ms", "10 s", "128 KiB"; "its default" when unknown.
+fn knob_text(a: Allocator, name: &str) -> String {
+    let Some(k) = a.knobs().iter().find(|k| k.name == name) else {
+        return "its default".into();
+    };
+    match (knob_default(a, name), k.unit) {
+        (Some(v), "ms") if v >= 1000 && v % 1000 == 0 => format!("{} s", v / 1000),
+        (Some(v), "bytes") if v >= 1024 && v % 1024 == 0 => format!("{} KiB", v / 1024),
+        (Some(v), unit) => format!("{v} {unit}"),
+        (None, _) => "its default".into(),
+    }
+}
+
+fn intro(a: Allocator) -> String {
     match a {
-        Allocator::System => {
+        Allocator::System => format!(
             "glibc `malloc` serves small blocks from heaps (the main one grown with `brk`, others \
-             with `mmap`) and blocks above the mmap threshold (128 KiB at first) from their own \
-             mappings, which `free` returns at once. Freeing such a block raises the threshold to \
-             its size, so later blocks that size come from the heap. Freed heap memory returns only \
-             from the top of the heap, when it exceeds the trim threshold, or on `malloc_trim(0)`, \
-             which also releases whole free pages inside the heap."
-        }
-        Allocator::Mimalloc => {
+             with `mmap`) and blocks above the mmap threshold (`M_MMAP_THRESHOLD`, {} at first) \
+             from their own mappings, which `free` returns at once. Freeing such a block raises \
+             the threshold to its size, so later blocks that size come from the heap. Freed heap \
+             memory returns only from the top of the heap, when it exceeds the trim threshold \
+             (`M_TRIM_THRESHOLD`, {}), or on `malloc_trim(0)`, which also releases whole free \
+             pages inside the heap.",
+            knob_text(a, "M_MMAP_THRESHOLD"),
+            knob_text(a, "M_TRIM_THRESHOLD")
+        ),
+        Allocator::Mimalloc => format!(
             "mimalloc keeps free memory in its pages and segments and purges it (decommit or \
-             reset) after a delay, `purge_delay` (10 ms by default), checked when the allocator \
-             runs; `mi_collect(true)` purges at once."
-        }
-        Allocator::Jemalloc => {
+             reset) after a delay, `purge_delay` ({} by default), checked when the allocator \
+             runs; `mi_collect(true)` purges at once.",
+            knob_text(a, "purge_delay")
+        ),
+        Allocator::Jemalloc => format!(
             "jemalloc turns freed pages into dirty pages that decay to the OS over \
-             `dirty_decay_ms` (10 s by default), then muzzy ones over `muzzy_decay_ms`. The decay \
-             clock advances with allocation activity (or a background thread, off by default); \
-             `arena.<i>.purge` purges at once."
-        }
-        Allocator::Pymalloc => {
-            "pymalloc (CPython's small-object allocator, modelled in this workspace) returns memory \
-             only as whole 1 MiB arenas, and only when every pool in an arena is empty; since 3.9 \
+             `dirty_decay_ms` ({} by default), then muzzy ones over `muzzy_decay_ms` ({} by default). The \
+             decay clock advances with allocation activity (or a background thread, off by \
+             default); `arena.<i>.purge` purges at once.",
+            knob_text(a, "dirty_decay_ms"),
+            knob_text(a, "muzzy_decay_ms")
+        ),
+        Allocator::Pymalloc => "pymalloc (CPython's small-object allocator, modelled in this workspace) returns memory \
+             only as whole arenas, and only when every pool in an arena is empty; since 3.9 \
              it keeps the last usable arena even then. Empty pools inside a live arena stay \
              resident. There is no call that gives back more: a live object pins its arena."
-        }
+            .to_string(),
     }
+}
+
+/// 1048576 → "1 MiB", 16384 → "16 KiB", 100 → "100 B".
+fn size_text(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+/// The glossary, with pymalloc's layout (CPython 3.10+) and glibc's threshold from the code.
+fn glossary() -> String {
+    let c = pymalloc::Config::preset(pymalloc::Preset::Cpython310);
+    GLOSSARY
+        .replace("{mmap}", &knob_text(Allocator::System, "M_MMAP_THRESHOLD"))
+        .replace("{arena}", &size_text(c.arena_size()))
+        .replace("{pool}", &size_text(c.pool_size()))
+        .replace("{align}", &c.alignment().to_string())
+        .replace("{max}", &c.small_request_threshold().to_string())
 }
 
 const GLOSSARY: &str = "\
@@ -434,17 +656,17 @@ const GLOSSARY: &str = "\
 | anonymous | Resident memory not backed by a file: the heap, `mmap(MAP_ANONYMOUS)` (`Anonymous`). |
 | LazyFree | Pages the allocator marked `MADV_FREE`: still counted in RSS, but the kernel may take them without asking when memory is short. |
 | dirty / muzzy / retained | jemalloc: dirty pages are freed but still backed; muzzy pages were `MADV_FREE`d; retained virtual memory was given back but the address range is kept for reuse. |
-| mmap threshold | glibc: requests at least this large get their own mapping (128 KiB at first, raised dynamically up to 32 MiB). |
+| mmap threshold | glibc: requests at least this large get their own mapping ({mmap} at first, raised dynamically as large blocks are freed). |
 | trim | glibc: returning free memory at the top of the heap to the OS (`M_TRIM_THRESHOLD`, `malloc_trim`). |
 | purge | mimalloc and jemalloc: returning free pages to the OS (decommit, `MADV_DONTNEED` or `MADV_FREE`). |
-| arena | pymalloc: a 1 MiB mapping cut into pools (glibc and jemalloc use the word for their own, larger structures). |
-| pool | pymalloc: 16 KiB holding blocks of one size class. |
-| size class | the block size a request is rounded up to (pymalloc: multiples of 16 B up to 512 B). |
+| arena | pymalloc: a {arena} mapping cut into pools (glibc and jemalloc use the word for their own, larger structures). |
+| pool | pymalloc: {pool} holding blocks of one size class. |
+| size class | the block size a request is rounded up to (pymalloc: multiples of {align} B up to {max} B). |
 ";
 
 // ------------------------------------------------------------------ index
 
-fn index_page(r: &Results, claims: &[(&'static str, Option<Verdict>); 3]) -> String {
+fn index_page(r: &Results, claims: &[(&'static str, Finding); 3]) -> String {
     let mut md = String::from("# arenalab: where freed memory goes\n\n");
     md.push_str(
         "_Generated by `arenalab report` (`cargo run --release`) from the results in \
@@ -458,7 +680,7 @@ fn index_page(r: &Results, claims: &[(&'static str, Option<Verdict>); 3]) -> Str
     for (q, i) in questions {
         let _ = write!(md, "## {q}\n\n");
         match &claims[i].1 {
-            Some(v) => {
+            Finding::Verdict(v) => {
                 let _ = write!(
                     md,
                     "The seed question's answer claimed: *{}*\n\n**Verdict: {}** See [{}]({}) and \
@@ -469,7 +691,9 @@ fn index_page(r: &Results, claims: &[(&'static str, Option<Verdict>); 3]) -> Str
                     v.page
                 );
             }
-            None => md.push_str("_Not measured yet._\n\n"),
+            other => {
+                let _ = write!(md, "{}\n\n", other.no_verdict());
+            }
         }
         if i == 1
             && let Some(ret) = &r.retention
@@ -545,8 +769,9 @@ fn seed_table(r: &RetentionResults) -> String {
         })
         .collect();
     format!(
-        "RSS above baseline, {} objects of {} B, freed all at once (the `seed` workload):\n\n{}\n",
-        group_digits(r.objects),
+        "RSS above baseline, {} of {} B, freed all at once (the `seed` workload); a negative \
+         figure means the release call gave back pages already resident at the baseline:\n\n{}\n",
+        plural(r.objects, "object"),
         r.size,
         markdown_table(&header, &rows)
     )

@@ -146,18 +146,52 @@ pub fn measure(command: &str) -> Result<TourResults> {
     })
 }
 
-/// Writes docs/pymalloc.md and docs/pymalloc-tour.svg from the tour's results.
+/// The page's title.
+pub const TITLE: &str = "How pymalloc works";
+
+impl crate::results::Checked for TourResults {
+    /// At least one step, and every step's occupancy map can be drawn.
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.steps.is_empty() {
+            return Err("the tour has no steps".into());
+        }
+        for s in &self.steps {
+            s.occupancy.check().map_err(|e| format!("step {:?}: {e}", s.name))?;
+        }
+        Ok(())
+    }
+}
+
+/// Folder (under docs/) of the page's pictures: one occupancy map per step.
+pub const IMG_DIR: &str = "pymalloc";
+
+/// A step's picture: `pymalloc/<n>-<name as a slug>.svg`.
+fn step_file(i: usize, s: &Step) -> String {
+    let mut slug = String::new();
+    for c in s.name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    format!("{IMG_DIR}/{}-{}.svg", i + 1, slug.trim_matches('-'))
+}
+
+/// Writes docs/pymalloc.md and one occupancy map per step under docs/pymalloc/ from the
+/// tour's results. (One map per step, each at its own step, so every map is drawn at a size
+/// that stays readable at page width.)
 pub fn render(r: &TourResults, docs: &Path) -> Result<()> {
-    let panels: Vec<(String, &Occupancy)> =
-        r.steps.iter().map(|s| (s.name.clone(), &s.occupancy)).collect();
-    write_file(
-        &docs.join("pymalloc-tour.svg"),
-        &occupancy::svg(
-            "The pymalloc model, step by step (rows: arenas; cells: 16 KiB pools)",
-            &panels,
-        ),
-    )?;
-    let mut md = page_header("How pymalloc works", &r.meta);
+    for (i, s) in r.steps.iter().enumerate() {
+        write_file(
+            &docs.join(step_file(i, s)),
+            &occupancy::svg(
+                &format!("The pymalloc model, step {}", i + 1),
+                &[(s.name.clone(), &s.occupancy)],
+            ),
+        )?;
+    }
+    let mut md = page_header(TITLE, &r.meta);
     md.push_str(
         "CPython allocates every object of at most 512 bytes from its own allocator, **pymalloc**. \
          This page walks through arenalab's model of it (the `pymalloc` crate), with pictures of \
@@ -166,10 +200,12 @@ pub fn render(r: &TourResults, docs: &Path) -> Result<()> {
     );
     md.push_str(&format!("Layout: {}.\n\n", r.layout));
     md.push_str(TEACHING);
-    md.push_str("\n## The tour\n\n![occupancy maps](pymalloc-tour.svg)\n\n");
+    md.push_str("\n## The tour\n\n");
     md.push_str(
-        "Each panel is the model's memory after one step: a row per arena (lowest address on top), \
-         a cell per pool. Grey: never carved (never touched, not resident). Light blue: empty but \
+        "After each step below, a map of the model's memory: a row per arena, ordered by \
+         address, the highest on top (the kernel places each new mapping below the previous \
+         one, so the first arena allocated is usually the top row); a cell per pool, in address \
+         order. Grey: never carved (never touched, not resident). Light blue: empty but \
          resident. Orange to red: used, darker when fuller. Dark red: full.\n\n",
     );
     let header: Vec<String> = [
@@ -202,11 +238,13 @@ pub fn render(r: &TourResults, docs: &Path) -> Result<()> {
         })
         .collect();
     md.push_str(&markdown_table(&header, &rows));
-    for s in &r.steps {
+    for (i, s) in r.steps.iter().enumerate() {
         md.push_str(&format!(
-            "\n### {}\n\n{}\n\n```text\n{}\n```\n",
+            "\n### {}\n\n{}\n\n![occupancy {}]({})\n\n```text\n{}\n```\n",
             s.name,
             s.did,
+            s.name,
+            step_file(i, s),
             s.report.trim_end()
         ));
     }

@@ -672,12 +672,58 @@ pub fn spread_text(s: &Option<Spread>) -> String {
     let f = |v: f64| format!("{:.1}", (v * 10.0).round() / 10.0 + 0.0);
     match s {
         None => "-".into(),
-        Some(s) if s.n == 1 || (s.max - s.min).abs() < 0.05 => f(s.median),
+        Some(s) if s.n == 1 || f(s.min) == f(s.max) => f(s.median),
         Some(s) => format!("{} ({}–{})", f(s.median), f(s.min), f(s.max)),
     }
 }
 
-/// The table's header and rows (terminal and page share them).
+/// Whether a run's system-wide figures can resolve its child: the machine's available memory
+/// (with the per-CPU free pages) must have moved by less than the release rule's margin,
+/// `1 - RELEASE_FRACTION` of the child's anonymous memory, between before the child started and
+/// after it was reaped. When it moved more, other activity on the machine was as large as the
+/// effect measured, and the system-wide columns of that run mean little.
+pub fn resolved(run: &Run) -> bool {
+    let acc = |s: &SystemMemory| s.mem_available_bytes as f64 + s.pcp_free_bytes as f64;
+    let drift = (acc(&run.system_after) - acc(&run.system_before)).abs();
+    drift <= (1.0 - RELEASE_FRACTION) * run.alive.anon_bytes as f64
+}
+
+/// The note of a cell: runs that did not meet the release rule, and runs the system-wide
+/// figures could not resolve ([`resolved`]); empty when every run is clean.
+pub fn cell_note(c: &Cell) -> String {
+    let m = c.runs.len();
+    let unmet = c.runs.iter().filter(|r| r.release_accounted_ms.is_none()).count();
+    let noisy = c.runs.iter().filter(|r| !resolved(r)).count();
+    let mut notes = Vec::new();
+    if unmet > 0 {
+        notes.push(format!("† rule unmet in {unmet} of {m}"));
+    }
+    if noisy > 0 {
+        notes.push(format!("≈ noisy in {noisy} of {m}"));
+    }
+    notes.join("; ")
+}
+
+/// How the runs of a results file split: seen back at the first zombie sample (within 1 ms),
+/// back later, never seen back (the release rule unmet), and reaped before any sample showed
+/// a zombie. The four add up to every run.
+pub fn run_counts(results: &ExitResults) -> [usize; 4] {
+    let mut n = [0; 4];
+    for run in results.cells.iter().flat_map(|c| &c.runs) {
+        let k = match (run.exit_ms, run.release_accounted_ms) {
+            (None, _) => 3,
+            (Some(_), None) => 2,
+            (Some(z), Some(b)) if b <= z + 1.0 => 0,
+            (Some(_), Some(_)) => 1,
+        };
+        n[k] += 1;
+    }
+    n
+}
+
+/// The table's header and rows (terminal and page share them). A figure taken over fewer runs
+/// than the cell has says so (`[2 of 3]`), and the last column notes runs that failed the
+/// release rule or that the system-wide figures could not resolve ([`cell_note`]).
 pub fn table(results: &ExitResults) -> (Vec<String>, Vec<Vec<String>>) {
     let header = [
         "allocator",
@@ -691,6 +737,7 @@ pub fn table(results: &ExitResults) -> (Vec<String>, Vec<Vec<String>>) {
         "MemAvailable alone %",
         "zombie VmRSS MiB",
         "back before reap %",
+        "note",
     ]
     .map(str::to_string)
     .to_vec();
@@ -699,18 +746,31 @@ pub fn table(results: &ExitResults) -> (Vec<String>, Vec<Vec<String>>) {
         .iter()
         .map(|c| {
             let s = &c.summary;
+            let m = c.runs.len();
+            let of = |x: &Option<Spread>| match x {
+                Some(sp) if sp.n < m => format!("{} [{} of {m}]", spread_text(x), sp.n),
+                _ => spread_text(x),
+            };
+            let statuses: Vec<String> =
+                c.runs.iter().map(|r| r.status.to_string()).fold(Vec::new(), |mut v, st| {
+                    if !v.contains(&st) {
+                        v.push(st);
+                    }
+                    v
+                });
             vec![
                 c.allocator.to_string(),
                 c.ending.name().to_string(),
-                c.runs.first().map_or("-".into(), |r| r.status.to_string()),
-                spread_text(&s.alive_rss_mib),
-                spread_text(&s.alive_huge_mib),
-                spread_text(&s.peak_rss_mib),
-                spread_text(&s.exit_ms),
-                spread_text(&s.release_accounted_ms),
-                spread_text(&s.raw_at_stop_pct),
-                spread_text(&s.zombie_rss_mib),
-                spread_text(&s.recovered_before_reap_pct),
+                if statuses.is_empty() { "-".into() } else { statuses.join(", ") },
+                of(&s.alive_rss_mib),
+                of(&s.alive_huge_mib),
+                of(&s.peak_rss_mib),
+                of(&s.exit_ms),
+                of(&s.release_accounted_ms),
+                of(&s.raw_at_stop_pct),
+                of(&s.zombie_rss_mib),
+                of(&s.recovered_before_reap_pct),
+                cell_note(c),
             ]
         })
         .collect();
@@ -731,6 +791,11 @@ pub fn run(args: &ExitArgs) -> Result<()> {
     );
     print!("{}", crate::render::text_table(&header, &rows));
     println!("Release rule: {}.", results.release_rule);
+    println!(
+        "Note: † runs that never met the release rule; ≈ runs whose machine-wide memory moved by \
+         more than {:.0} % of the child's memory (too noisy to resolve at this size).",
+        (1.0 - RELEASE_FRACTION) * 100.0
+    );
     println!("Measured in {:.1} s.", results.elapsed_s);
     Ok(())
 }

@@ -1,109 +1,62 @@
 //! `docs/process-exit.md` and its timelines, written from saved results only.
 
 use super::{Ending, ExitResults, table};
-use crate::error::{Error, Result};
-use crate::render::{self, markdown_table, page_header, write_file};
-use plotters::prelude::*;
+use crate::error::Result;
+use crate::render::timeline::{Line, timeline_svg};
+use crate::render::{markdown_table, page_header, plural, write_file};
 use std::path::Path;
 
-/// A line on a timeline chart: label, points (ms, MiB), dashed or not.
-pub(crate) struct Line {
-    pub label: String,
-    pub points: Vec<(f64, f64)>,
-    pub thin: bool,
-}
+/// The page's title.
+pub const TITLE: &str = "What a process gives back when it ends";
 
-fn err(e: impl std::fmt::Display) -> Error {
-    Error::Failed(format!("drawing a timeline: {e}"))
-}
-
-/// A time chart (x in ms, y in MiB) with one line per entry; colours follow the allocator named
-/// first in each label. Thin lines are drawn lighter, for secondary figures.
-/// Vertical markers (x, label) are drawn as grey lines with their label at the top.
-pub(crate) fn timeline_svg(
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    lines: &[Line],
-    markers: &[(f64, String)],
-) -> Result<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (760, 380)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let pts = lines.iter().flat_map(|l| l.points.iter());
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, 0.0f64, 1.0f64);
-        for &(x, y) in pts {
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
+impl crate::results::Checked for ExitResults {
+    /// At least 1 MiB and 1 run per cell; each (allocator, ending) once, with `repeats` runs;
+    /// no summary counting more runs than the cell has.
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.mib == 0 || self.repeats == 0 {
+            return Err(format!(
+                "{} MiB and {} runs per cell were measured",
+                self.mib, self.repeats
+            ));
         }
-        if x0 > x1 {
-            (x0, x1) = (0.0, 1.0);
-        }
-        if !markers.is_empty() {
-            // Room on the right for the last marker's label.
-            x1 += 0.22 * (x1 - x0);
-        }
-        let pad = 0.06 * (y1 - y0).max(1.0);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 17))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))
-            .map_err(err)?;
-        chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(err)?;
-        for (k, l) in lines.iter().enumerate() {
-            let (r, g, b) = render::series_color(&l.label, k);
-            let color =
-                if l.thin { RGBColor(r, g, b).mix(0.45) } else { RGBColor(r, g, b).mix(1.0) };
-            let width = if l.thin { 1 } else { 2 };
-            chart
-                .draw_series(LineSeries::new(l.points.clone(), color.stroke_width(width)))
-                .map_err(err)?
-                .label(l.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(width))
-                });
-        }
-        let grey = BLACK.mix(0.45);
-        for (i, (x, label)) in markers.iter().enumerate() {
-            if *x < x0 || *x > x1 {
-                continue;
+        let mut seen = Vec::new();
+        for c in &self.cells {
+            let label = format!("cell {} / {}", c.allocator, c.ending.name());
+            if seen.contains(&(c.allocator, c.ending)) {
+                return Err(format!("{label} appears twice"));
             }
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![(*x, y0 - pad), (*x, y1 + pad)],
-                    grey.stroke_width(1),
-                )))
-                .map_err(err)?;
-            // Stagger labels so neighbouring markers stay readable.
-            let y = y1 + pad - (i % 3) as f64 * 0.07 * (y1 - y0 + 2.0 * pad);
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    format!(" {label}"),
-                    (*x, y),
-                    ("sans-serif", 12).into_font().color(&BLACK),
-                )))
-                .map_err(err)?;
+            seen.push((c.allocator, c.ending));
+            if c.runs.len() != self.repeats {
+                return Err(format!(
+                    "{label} has {} runs; the file says {} per cell",
+                    c.runs.len(),
+                    self.repeats
+                ));
+            }
+            let s = &c.summary;
+            let spreads = [
+                s.alive_rss_mib,
+                s.alive_huge_mib,
+                s.peak_rss_mib,
+                s.exit_ms,
+                s.release_raw_ms,
+                s.release_accounted_ms,
+                s.recovered_before_reap_pct,
+                s.raw_at_stop_pct,
+                s.zombie_rss_mib,
+                s.avail_after_minus_before_mib,
+            ];
+            if spreads.iter().flatten().any(|x| x.n == 0 || x.n > c.runs.len() || x.min > x.max) {
+                return Err(format!("{label}: a summary does not match its {} runs", c.runs.len()));
+            }
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::MiddleRight)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
+        Ok(())
     }
-    Ok(svg)
 }
 
 /// Writes `docs/process-exit.md` and `docs/process-exit/<ending>.svg`.
 pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
-    let mut md = page_header("What a process gives back when it ends", &results.meta);
+    let mut md = page_header(TITLE, &results.meta);
     md.push_str(INTRO);
     md.push_str(&format!(
         "\n## The measurements\n\nEach child allocated **{} MiB** of small objects (32–512 \
@@ -112,6 +65,9 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
          runs differ. Measuring took {:.1} s.\n\n",
         results.mib, results.repeats, results.elapsed_s
     ));
+    if results.cells.is_empty() {
+        md.push_str("_No data: the results file holds no (allocator, ending) cell, so there is nothing to show._\n\n");
+    }
     let (header, rows) = table(results);
     md.push_str(&markdown_table(&header, &rows));
     md.push_str(&format!("\n_Release rule_: {}.\n\n", results.release_rule));
@@ -124,22 +80,19 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
             ""
         }
     ));
-    md.push_str(COLUMNS);
-    let (mut same, mut all) = (0, 0);
-    for run in results.cells.iter().flat_map(|c| &c.runs) {
-        if let (Some(z), Some(b)) = (run.exit_ms, run.release_accounted_ms) {
-            all += 1;
-            if b <= z + 1.0 {
-                same += 1;
-            }
-        }
-    }
+    md.push_str(&COLUMNS.replace("{hold}", &super::ZOMBIE_HOLD.as_millis().to_string()));
+    md.push_str(&notes_legend(results));
+    let [same, later, unmet, no_zombie] = super::run_counts(results);
+    let total = same + later + unmet + no_zombie;
     md.push_str(&format!(
-        "\nIn {same} of {all} runs the memory was already back (by the rule above) at the first \
-         sample that showed the child as a zombie, within 1 ms: the teardown happens before the \
-         process becomes a zombie, not at `wait`.\n"
+        "\nOf the {}, {same} had the memory back (by the rule above) at the first sample that \
+         showed the child as a zombie, within 1 ms: the teardown happens before the process \
+         becomes a zombie, not at `wait`. {later} had it back later than that, {unmet} never met \
+         the rule while sampling, and {} reaped before any sample saw {}.\n",
+        plural(total as u64, "run"),
+        if no_zombie == 1 { "1 was".to_string() } else { format!("{no_zombie} were") },
+        if no_zombie == 1 { "it as a zombie" } else { "them as zombies" }
     ));
-
     md.push_str("\n## The child's own accounting\n\n");
     md.push_str(
         "What the child said about itself while alive (first run of each cell): its RSS read from \
@@ -240,8 +193,9 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
          (the signal, or the child's last word before it ended by itself). Thick lines: how much \
          `MemAvailable` plus the free pages on per-CPU lists has risen above its value while \
          the child was alive (`MemAvailable` alone lags behind, see the table). Thin lines: the \
-         child's `VmRSS` until it became a zombie. For `free-return` and `panic` the time before \
-         0 is the child freeing its objects.\n\n",
+         child's `VmRSS` until it became a zombie. For `free-return` the time before 0 is the \
+         child freeing its objects (its last word comes after the frees); for `panic` the \
+         freeing comes after 0, during the unwinding, before the kernel's teardown.\n\n",
     );
     let mut endings: Vec<Ending> = Vec::new();
     for c in &results.cells {
@@ -286,6 +240,29 @@ pub fn render(results: &ExitResults, docs: &Path) -> Result<()> {
     write_file(&docs.join("process-exit.md"), &md)
 }
 
+/// What the note column means, with the threshold it uses and how many cells carry each mark.
+fn notes_legend(results: &ExitResults) -> String {
+    let unmet = results
+        .cells
+        .iter()
+        .filter(|c| c.runs.iter().any(|r| r.release_accounted_ms.is_none()))
+        .count();
+    let noisy = results.cells.iter().filter(|c| !c.runs.iter().all(super::resolved)).count();
+    format!(
+        "\n_Note column_: **†** runs that never met the release rule while sampling: their \
+         time-to-back is missing, and a figure over fewer runs than the cell has says so, e.g. \
+         `[2 of 3]`. **≈** runs the system-wide figures could not resolve: between before the \
+         child started and after it was reaped, the machine's available memory (with per-CPU \
+         pages) moved by more than {:.0} % of the child's anonymous memory, the release rule's \
+         margin, so other activity was as large as the effect measured; that cell's end→back, \
+         MemAvailable alone and back before reap mean little. The smaller `--mib`, the more \
+         cells carry it. Here: {} marked †, {} marked ≈.\n",
+        (1.0 - super::RELEASE_FRACTION) * 100.0,
+        plural(unmet as u64, "cell"),
+        plural(noisy as u64, "cell"),
+    )
+}
+
 const INTRO: &str = "\
 Whatever an allocator keeps after `free` — glibc's fragmented heap, mimalloc's pages waiting for \
 their purge delay, jemalloc's dirty pages, pymalloc's pinned arenas — is the process's memory \
@@ -298,7 +275,9 @@ is the time spent before that:
   the frees, and the allocator may give some memory back while still running (or keep it: it \
   does not matter, the exit follows).
 - **panic** unwinds, and unwinding runs the destructors: an unhandled panic frees everything \
-  just like `free-return` before the process ends with status 101.
+  like `free-return` before the process ends with status 101. The child writes its last word \
+  (the end, time 0) just before `panic!`, so here the freeing comes *after* 0 and is part of \
+  the panic's end→zombie and end→back times.
 - **return** (objects leaked), **exit** (`std::process::exit` skips destructors), **abort** \
   (SIGABRT) and the signals **sigkill** and **sigterm** (default action, no handler) skip the \
   program's cleanup: the kernel's teardown is all there is, and it is fast.
@@ -329,6 +308,10 @@ release rule was met; **MemAvailable alone** the share of the child's anonymous 
 `MemAvailable` showed when sampling stopped (the rest still on per-CPU lists); **zombie VmRSS** the zombie's `VmRSS` (0 when \
 the line is absent, as it is for every zombie); **back before reap** the share of the child's \
 anonymous memory already available again (MemAvailable plus per-CPU pages) when the parent \
-reaped it, after holding the zombie for 20 ms. System-wide figures move with everything else \
-on the machine; the child's own figures do not.
+reaped it, after holding the zombie for {hold} ms. System-wide figures move with everything else \
+on the machine; the child's own figures do not. The percentages compare the whole machine's \
+available memory with the child's own anonymous memory, so they can read above 100 % (the \
+kernel also frees the child's page tables and other bookkeeping, and other processes free \
+memory too) or below 0 (other processes took memory meanwhile): a figure far from 100 % is \
+noise, which the note column flags.
 ";

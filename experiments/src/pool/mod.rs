@@ -34,7 +34,7 @@
 //! | [`worker::run_worker`] | `arenalab worker pool worker` and `... parent` |
 //! | [`render()`] | `docs/process-pool.md` and its timelines, from saved results only |
 
-mod page;
+pub(crate) mod page;
 pub mod worker;
 
 use crate::error::Result;

@@ -2,13 +2,42 @@
 
 use super::{PoolResults, table};
 use crate::error::Result;
-use crate::exit::page::{Line, timeline_svg};
+use crate::render::timeline::{Line, timeline_svg};
 use crate::render::{markdown_table, page_header, write_file};
 use std::path::Path;
 
+/// The page's title.
+pub const TITLE: &str = "Worker pools: who gives the memory back";
+
+impl crate::results::Checked for PoolResults {
+    /// At least one worker of at least 1 MiB; each scenario once; no more workers alive than
+    /// the pool had.
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.workers == 0 || self.mib == 0 {
+            return Err(format!("{} workers of {} MiB were measured", self.workers, self.mib));
+        }
+        let mut seen = Vec::new();
+        for s in &self.scenarios {
+            let name = s.scenario.name();
+            if seen.contains(&s.scenario) {
+                return Err(format!("scenario {name} appears twice"));
+            }
+            seen.push(s.scenario);
+            let most = s.timeline.iter().map(|p| p.live).max().unwrap_or(0).max(s.live_at_end);
+            if most > self.workers {
+                return Err(format!(
+                    "scenario {name} counts {most} live workers in a pool of {}",
+                    self.workers
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes `docs/process-pool.md` and `docs/process-pool/<scenario>.svg`.
 pub fn render(results: &PoolResults, docs: &Path) -> Result<()> {
-    let mut md = page_header("Worker pools: who gives the memory back", &results.meta);
+    let mut md = page_header(TITLE, &results.meta);
     md.push_str(INTRO);
     md.push_str(&format!(
         "\n## The measurements\n\nEach pool had **{} workers**, each holding **{} MiB** of small \
@@ -17,18 +46,33 @@ pub fn render(results: &PoolResults, docs: &Path) -> Result<()> {
          before the experiment cleaned up after the naive cases. Measuring took {:.1} s.\n\n",
         results.workers, results.mib, results.allocator, results.elapsed_s
     ));
+    if results.scenarios.is_empty() {
+        md.push_str(
+            "_No data: the results file holds no scenario, so there is nothing to show._\n\n",
+        );
+    }
     let (header, rows) = table(results);
     md.push_str(&markdown_table(&header, &rows));
-    md.push_str(
+    let peak = results.scenarios.iter().map(|s| s.rss_peak_bytes).max().unwrap_or(0);
+    md.push_str(&format!(
         "\n_to zero workers_: from the key event (shutdown, drop, the parent's SIGKILL) until no \
          worker was alive; `never` means they outlived the observation. _left for clean-up_: \
          workers arenalab itself had to SIGKILL and reap afterwards, because nothing else \
-         would have.\n\n## Timelines\n\nThick line: the workers' summed `VmRSS`; thin line: \
-         live workers × M MiB. While a shutdown, a drop or a kill is under way a second thread \
+         would have. A worker's RSS is more than the {mib} MiB of objects it holds: it also \
+         counts the program's own code and libraries, the allocator's headers and rounding, and \
+         its bookkeeping, so {workers} workers of {mib} MiB sum to more than {total} MiB (here \
+         up to {peak:.0} MiB, {each:.0} MiB a worker).\n\n\
+         ## Timelines\n\nThick line: the workers' summed `VmRSS`; thin line: live workers × \
+         {mib} MiB (the objects each worker holds), for comparison. While a shutdown, a drop or a kill is under way a second thread \
          keeps sampling. The summed RSS can fall before the live count does: a worker's address \
          space is torn down (its `VmRSS` shrinking as pages are unmapped) before it becomes a \
          zombie, and a zombie no longer counts as live.\n\n",
-    );
+        mib = results.mib,
+        workers = results.workers,
+        total = results.mib * results.workers as u64,
+        peak = crate::measure::mib(peak),
+        each = crate::measure::mib(peak) / results.workers as f64,
+    ));
     for s in &results.scenarios {
         let per_worker = results.mib as f64;
         let lines = vec![

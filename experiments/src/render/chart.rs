@@ -14,7 +14,7 @@ pub struct Series {
     pub values: Vec<Option<f64>>,
 }
 
-/// Size of every chart, in pixels.
+/// Size of every chart's plotting part, in pixels; the legend is drawn to its right.
 pub const SIZE: (u32, u32) = (760, 400);
 
 fn err(e: impl std::fmt::Display) -> Error {
@@ -28,25 +28,82 @@ fn y_range(series: &[Series]) -> (f64, f64) {
     (if lo < 0.0 { lo - 0.05 * span } else { 0.0 }, hi + 0.08 * span)
 }
 
+/// How a legend entry shows its series.
+#[derive(Clone, Copy, Debug)]
+pub enum Swatch {
+    /// A line sample: colour, width, dashed or not.
+    Line(RGBAColor, u32, bool),
+    /// A filled box (bars).
+    Bar(RGBAColor),
+}
+
+/// Width in pixels of a legend whose longest label is `labels`' longest.
+pub fn legend_width<'a>(labels: impl IntoIterator<Item = &'a str>) -> u32 {
+    let chars = labels.into_iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    (chars as u32 * 7 + 44).max(100)
+}
+
+/// Draws a legend into `area` (a strip beside the plot, so it never covers data): one entry per
+/// series, top to bottom.
+pub fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    entries: &[(String, Swatch)],
+) -> Result<()> {
+    let top = 48;
+    for (i, (label, swatch)) in entries.iter().enumerate() {
+        let y = top + 20 * i as i32;
+        match *swatch {
+            Swatch::Line(color, width, dashed) => {
+                let style = color.stroke_width(width);
+                if dashed {
+                    area.draw(&plotters::element::DashedPathElement::new(
+                        vec![(6, y), (30, y)],
+                        5,
+                        3,
+                        style,
+                    ))
+                    .map_err(err)?;
+                } else {
+                    area.draw(&PathElement::new(vec![(6, y), (30, y)], style)).map_err(err)?;
+                }
+            }
+            Swatch::Bar(color) => {
+                area.draw(&Rectangle::new([(10, y - 5), (24, y + 5)], color.filled()))
+                    .map_err(err)?;
+            }
+        }
+        area.draw(&Text::new(
+            label.clone(),
+            (36, y - 6),
+            ("sans-serif", 12).into_font().color(&BLACK),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// The drawing area every chart of this module is drawn on.
 type Frame<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-/// Draws the common frame (caption, axes labelled with the categories, y label, legend) and lets
-/// `body` draw the series into it. Returns the SVG document.
+/// Draws the common frame (caption, axes labelled with the categories, y label), lets `body`
+/// draw the series into it, and draws the legend entries `body` returns beside the plot.
+/// Returns the SVG document.
 fn framed(
     title: &str,
     categories: &[String],
     y_label: &str,
     series: &[Series],
-    body: impl FnOnce(&mut Frame<'_, '_>) -> Result<()>,
+    body: impl FnOnce(&mut Frame<'_, '_>) -> Result<Vec<(String, Swatch)>>,
 ) -> Result<String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let lw = legend_width(series.iter().map(|s| s.label.as_str()));
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0 + lw, SIZE.1)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
+        let (plot, side) = root.split_horizontally(SIZE.0);
         let (lo, hi) = y_range(series);
         let n = categories.len().max(1);
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(&plot)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(40)
@@ -70,21 +127,23 @@ fn framed(
             .y_desc(y_label)
             .draw()
             .map_err(err)?;
-        body(&mut chart)?;
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
+        let entries = body(&mut chart)?;
+        draw_legend(&side, &entries)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
 }
 
+/// Whether an earlier series has the same colour as series `k` (the same allocator in another
+/// variant): such a series is drawn dashed, with hollow markers, so the two stay apart.
+fn repeats_colour(series: &[Series], k: usize) -> bool {
+    let c = super::series_color(&series[k].label, k);
+    (0..k).any(|j| super::series_color(&series[j].label, j) == c)
+}
+
 /// A line chart: categories along x (evenly spaced, labelled), one line with markers per series.
-/// Returns the SVG document.
+/// A series whose colour an earlier one already has (another variant of the same allocator) is
+/// dashed with hollow markers. Returns the SVG document.
 pub fn line_chart(
     title: &str,
     categories: &[String],
@@ -92,24 +151,43 @@ pub fn line_chart(
     series: &[Series],
 ) -> Result<String> {
     framed(title, categories, y_label, series, |chart| {
+        let mut legend = Vec::new();
         for (k, s) in series.iter().enumerate() {
             let (r, g, b) = super::series_color(&s.label, k);
             let color = RGBColor(r, g, b);
+            let dashed = repeats_colour(series, k);
             let points: Vec<(f64, f64)> =
                 s.values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as f64, v))).collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(err)?
-                .label(s.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-                .map_err(err)?;
+            if dashed {
+                chart
+                    .draw_series(DashedLineSeries::new(points.clone(), 6, 4, color.stroke_width(2)))
+                    .map_err(err)?;
+                chart
+                    .draw_series(
+                        points
+                            .into_iter()
+                            .map(|p| Circle::new(p, 4, ShapeStyle::from(&WHITE).filled())),
+                    )
+                    .map_err(err)?;
+                chart
+                    .draw_series(points_again(s).map(|p| Circle::new(p, 4, color.stroke_width(2))))
+                    .map_err(err)?;
+            } else {
+                chart
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                    .map_err(err)?;
+                chart
+                    .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                    .map_err(err)?;
+            }
+            legend.push((s.label.clone(), Swatch::Line(color.to_rgba(), 2, dashed)));
         }
-        Ok(())
+        Ok(legend)
     })
+}
+
+fn points_again(s: &Series) -> impl Iterator<Item = (f64, f64)> + '_ {
+    s.values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as f64, v)))
 }
 
 /// A grouped bar chart: one group per category, one bar per series in each group.
@@ -123,6 +201,7 @@ pub fn bar_chart(
         let k_all = series.len().max(1) as f64;
         let group = 0.8;
         let w = group / k_all;
+        let mut legend = Vec::new();
         for (k, s) in series.iter().enumerate() {
             let (r, g, b) = super::series_color(&s.label, k);
             let color = RGBColor(r, g, b);
@@ -137,11 +216,10 @@ pub fn bar_chart(
                     })
                 })
                 .collect();
-            chart.draw_series(bars).map_err(err)?.label(s.label.clone()).legend(move |(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
-            });
+            chart.draw_series(bars).map_err(err)?;
+            legend.push((s.label.clone(), Swatch::Bar(color.to_rgba())));
         }
-        Ok(())
+        Ok(legend)
     })
 }
 
@@ -157,5 +235,19 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.contains("system") && svg.contains("alloc"));
         let svg = bar_chart("seed", &cats, "MiB", &s).unwrap();
         assert!(svg.contains("<rect"));
+    }
+
+    #[test]
+    fn the_legend_sits_beside_the_plot_and_variants_are_dashed() {
+        let cats = vec!["alloc".to_string(), "free".to_string()];
+        let s = vec![
+            Series { label: "pymalloc (spread)".into(), values: vec![Some(30.0), Some(30.0)] },
+            Series { label: "pymalloc (packed)".into(), values: vec![Some(30.0), Some(1.0)] },
+        ];
+        let svg = line_chart("survivors", &cats, "MiB", &s).unwrap();
+        let lw = legend_width(s.iter().map(|x| x.label.as_str()));
+        assert!(svg.contains(&format!("width=\"{}\"", SIZE.0 + lw)), "wider by the legend");
+        assert!(!repeats_colour(&s, 0) && repeats_colour(&s, 1));
+        assert!(svg.contains("stroke-dasharray") || svg.matches("<polyline").count() > 2);
     }
 }

@@ -11,12 +11,18 @@
 //! | [`markdown_table`], [`text_table`] | the same rows as a Markdown table or aligned text |
 //! | [`chart::line_chart`], [`chart::bar_chart`] | an SVG chart (plotters' SVG backend), one series per allocator |
 //! | [`occupancy`] | pymalloc's arena × pool occupancy: the compact results form and its SVG map |
+//! | [`timeline::timeline_svg`] | an SVG time chart (x in ms) with event markers |
 //! | [`write_file`] | writes a page or picture, creating folders |
+//! | [`install`] | renders a set of pages into a staging folder, then moves them into place |
+//! | [`not_measured`] | the page written when a results file is missing |
+//! | [`plural`] | "1 arena", "2 arenas" |
 //!
 //! Rendering never measures: it reads only what `results::load` returns.
 
 pub mod chart;
+pub mod install;
 pub mod occupancy;
+pub mod timeline;
 
 use crate::error::{Error, Result};
 use crate::results::Meta;
@@ -36,6 +42,34 @@ pub fn page_header(title: &str, meta: &Meta) -> String {
         meta.command,
         meta.describe()
     )
+}
+
+/// The page written in place of one whose results file is missing: its title and what to do.
+///
+/// ```
+/// let md = arenalab::render::not_measured("Retention", "retention");
+/// assert!(md.starts_with("# Retention\n"));
+/// assert!(md.contains("`results/retention.json` is missing"));
+/// ```
+pub fn not_measured(title: &str, results_name: &str) -> String {
+    format!(
+        "# {title}\n\n_Not measured yet: `results/{results_name}.json` is missing. Measure with \
+         `cargo run --release` (`arenalab report`), or restore the committed results with \
+         `git checkout docs/results`, then regenerate the pages with \
+         `cargo run --release -- render`._\n"
+    )
+}
+
+/// "1 arena", "2 arenas": a count and its noun, plural when the count is not 1.
+///
+/// ```
+/// use arenalab::render::plural;
+/// assert_eq!(plural(1, "arena"), "1 arena");
+/// assert_eq!(plural(0, "object"), "0 objects");
+/// assert_eq!(plural(1_000_000, "object"), "1,000,000 objects");
+/// ```
+pub fn plural(n: u64, noun: &str) -> String {
+    format!("{} {noun}{}", group_digits(n), if n == 1 { "" } else { "s" })
 }
 
 /// A Markdown table; the first column is left-aligned, the others right-aligned (numbers).

@@ -65,7 +65,43 @@ impl Occupancy {
     pub fn pools_in_use(&self) -> usize {
         self.count(|c| c == 'f' || c.is_ascii_digit())
     }
+
+    /// Whether a snapshot read back from a file can be drawn: at most [`MAX_POOLS_PER_ARENA`]
+    /// pool slots and [`MAX_ARENAS`] arenas, each arena no longer than its slots, and only the
+    /// characters of the encoding.
+    pub fn check(&self) -> Result<(), String> {
+        if self.pools_per_arena == 0 || self.pools_per_arena > MAX_POOLS_PER_ARENA {
+            return Err(format!(
+                "an occupancy map has {} pools per arena (1 to {MAX_POOLS_PER_ARENA} can be drawn)",
+                self.pools_per_arena
+            ));
+        }
+        if self.arenas.len() > MAX_ARENAS {
+            return Err(format!(
+                "an occupancy map has {} arenas (at most {MAX_ARENAS} can be drawn)",
+                self.arenas.len()
+            ));
+        }
+        for a in &self.arenas {
+            if a.chars().count() > self.pools_per_arena {
+                return Err(format!(
+                    "an occupancy map's arena has {} pools, more than its {} slots",
+                    a.chars().count(),
+                    self.pools_per_arena
+                ));
+            }
+            if let Some(c) = a.chars().find(|&c| !matches!(c, '.' | 'e' | 'f' | '1'..='9')) {
+                return Err(format!("an occupancy map holds {c:?}, not a pool state"));
+            }
+        }
+        Ok(())
+    }
 }
+
+/// The most pool slots per arena a map is drawn with (a 1 MiB arena of 256 B pools).
+pub const MAX_POOLS_PER_ARENA: usize = 4096;
+/// The most arenas a map is drawn with (16 GiB of 1 MiB arenas).
+pub const MAX_ARENAS: usize = 16384;
 
 /// Fill colour of a pool character.
 fn color(c: char) -> String {
@@ -93,9 +129,9 @@ const LEGEND: usize = 40;
 const PER_ROW: usize = 3;
 
 /// Draws occupancy maps, one panel per `(caption, snapshot)`, three panels to a row, as one SVG
-/// document. In a panel, rows are arenas (lowest address at the top; the kernel usually hands
-/// out later mappings at lower addresses, so newer arenas tend to sit higher) and columns are
-/// pool slots.
+/// document. In a panel, rows are arenas ordered by address, the **highest on top** (the kernel
+/// places each new mapping below the previous one, so the first arena allocated is usually the
+/// top row and the map reads in allocation order), and columns are pool slots in address order.
 pub fn svg(title: &str, panels: &[(String, &Occupancy)]) -> String {
     let cols = panels.iter().map(|(_, o)| o.pools_per_arena.max(1)).max().unwrap_or(64);
     let rows = panels.iter().map(|(_, o)| o.arenas.len()).max().unwrap_or(0).max(1);
@@ -115,13 +151,13 @@ pub fn svg(title: &str, panels: &[(String, &Occupancy)]) -> String {
         let y0 = TOP + (k / PER_ROW) * panel_h;
         let in_use = occ.pools_in_use();
         s.push_str(&format!(
-            "<text x=\"{x0}\" y=\"{}\" font-size=\"11\">{} ({} arenas, {} pools in use)</text>\n",
+            "<text x=\"{x0}\" y=\"{}\" font-size=\"11\">{} ({}, {} in use)</text>\n",
             y0 + 8,
             super::escape(caption),
-            occ.arenas.len(),
-            in_use
+            super::plural(occ.arenas.len() as u64, "arena"),
+            super::plural(in_use as u64, "pool")
         ));
-        for (r, arena) in occ.arenas.iter().enumerate() {
+        for (r, arena) in occ.arenas.iter().rev().enumerate() {
             let y = y0 + 18 + r * (CELL + GAP);
             for (c, ch) in arena.chars().enumerate() {
                 let x = x0 + c * (CELL + GAP);
@@ -168,6 +204,21 @@ mod tests {
         assert_eq!(pool_char(PoolState::Used, 1, 510), '1');
         assert_eq!(pool_char(PoolState::Used, 255, 510), '5');
         assert_eq!(pool_char(PoolState::Used, 509, 510), '9');
+    }
+
+    #[test]
+    fn the_highest_address_is_the_top_row() {
+        // Lowest address first in the results: the full arena is the highest.
+        let o = Occupancy { pools_per_arena: 2, arenas: vec!["ee".into(), "ff".into()] };
+        let map = svg("t", &[("after".into(), &o)]);
+        let first_cell = map.find("<rect x=\"24\" y=").unwrap();
+        assert!(map[first_cell..].starts_with(&format!("<rect x=\"24\" y=\"{}\"", TOP + 18)));
+        assert!(map[first_cell..].contains(&format!("fill=\"{}\"", color('f'))));
+        let row = |c: char| map.find(&format!("fill=\"{}\"", color(c))).unwrap();
+        assert!(row('f') < row('e'), "the full (highest) arena is drawn first, on top");
+        assert!(map.contains("(2 arenas, 2 pools in use)"));
+        let one = Occupancy { pools_per_arena: 2, arenas: vec!["f.".into()] };
+        assert!(svg("t", &[("x".into(), &one)]).contains("(1 arena, 1 pool in use)"));
     }
 
     #[test]

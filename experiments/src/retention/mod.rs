@@ -565,8 +565,8 @@ pub fn run(args: &RetentionArgs) -> Result<()> {
 /// The text tables: one per workload, rows allocators, columns phases, MiB above baseline.
 pub fn tables(results: &RetentionResults) -> String {
     let mut out = format!(
-        "RSS above baseline, MiB ({} objects × {} B; measured in {:.1} s)\n",
-        crate::render::group_digits(results.objects),
+        "RSS above baseline, MiB ({} × {} B; measured in {:.1} s)\n",
+        crate::render::plural(results.objects, "object"),
         results.size,
         results.elapsed_ms as f64 / 1000.0
     );

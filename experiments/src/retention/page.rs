@@ -10,10 +10,59 @@ use std::path::Path;
 /// Folder (under docs/) of the page's pictures.
 pub const IMG_DIR: &str = "retention";
 
+/// The page's title.
+pub const TITLE: &str = "Retention: what each allocator keeps after free";
+
+impl crate::results::Checked for RetentionResults {
+    /// Every run names a known workload and one of its variants, and has exactly that
+    /// workload's phases in order (the tables index them); every occupancy map can be drawn.
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.objects == 0 || self.size == 0 {
+            return Err(format!(
+                "{} of {} B were measured",
+                render::plural(self.objects, "object"),
+                self.size
+            ));
+        }
+        let mut seen = Vec::new();
+        for r in &self.runs {
+            let w = Workload::from_name(&r.workload)
+                .ok_or_else(|| format!("run {:?} names an unknown workload", r.workload))?;
+            let label = format!("run {} under {}", r.workload, r.label());
+            match (&r.variant, w.variants()) {
+                (None, []) => {}
+                (Some(v), vs) if vs.contains(&v.as_str()) => {}
+                (v, vs) => {
+                    return Err(format!(
+                        "{label}: variant {v:?}; the workload's variants are {vs:?}"
+                    ));
+                }
+            }
+            let got: Vec<&str> = r.phases.iter().map(|p| p.name.as_str()).collect();
+            if got != workloads::phase_names(w) {
+                return Err(format!(
+                    "{label} has phases {got:?}, expected {:?}",
+                    workloads::phase_names(w)
+                ));
+            }
+            for p in &r.phases {
+                if let Some(o) = &p.occupancy {
+                    o.check().map_err(|e| format!("{label}, phase {}: {e}", p.name))?;
+                }
+            }
+            let key = (r.allocator, r.workload.as_str(), r.variant.as_deref());
+            if seen.contains(&key) {
+                return Err(format!("{label} appears twice"));
+            }
+            seen.push(key);
+        }
+        Ok(())
+    }
+}
+
 /// Writes `docs/retention.md` and its SVGs under `docs/retention/` from saved results.
 pub fn render(results: &RetentionResults, docs: &Path) -> Result<()> {
-    let mut md =
-        render::page_header("Retention: what each allocator keeps after free", &results.meta);
+    let mut md = render::page_header(TITLE, &results.meta);
     let _ = write!(
         md,
         "{}",
@@ -36,9 +85,11 @@ pub fn render(results: &RetentionResults, docs: &Path) -> Result<()> {
     );
     let _ = writeln!(
         md,
-        "Figures are **MiB of RSS above the baseline**; {} objects of {} bytes unless the workload says otherwise. \
+        "Figures are **MiB of RSS above the baseline**; {} of {} bytes unless the workload says otherwise. \
+         A negative figure means RSS fell below the baseline: the allocator gave back pages that \
+         were already resident when the baseline was taken (from its start-up and warm-up). \
          The whole matrix took {:.1} s.\n",
-        render::group_digits(results.objects),
+        render::plural(results.objects, "object"),
         results.size,
         results.elapsed_ms as f64 / 1000.0
     );
@@ -155,13 +206,19 @@ fn occupancy_maps(md: &mut String, w: Workload, runs: &[&Run], docs: &Path) -> R
         let file = format!("{IMG_DIR}/occupancy-{slug}.svg");
         let svg = occupancy::svg(
             &format!(
-                "pymalloc occupancy, {} — one row per arena, one cell per pool",
+                "pymalloc occupancy, {}: one row per arena (highest address on top), one cell per pool",
                 r.label().replace("pymalloc", w.name())
             ),
             &panels,
         );
         render::write_file(&docs.join(&file), &svg)?;
-        let _ = writeln!(md, "![pymalloc occupancy, {slug}]({file})\n");
+        let _ = writeln!(
+            md,
+            "![pymalloc occupancy, {slug}]({file})\n\n_Occupancy of {}: rows are arenas ordered \
+             by address, the highest on top (the kernel maps each new arena below the last, so \
+             the top row is usually the first allocated); cells are pools in address order._\n",
+            r.label()
+        );
     }
     Ok(())
 }
