@@ -113,7 +113,8 @@ fn an_unknown_ending_exits_2_naming_it() {
 
 #[test]
 fn a_size_beyond_mem_available_exits_2_naming_it() {
-    assert_usage(&["exit", "--mib", "100000000"], "--mib 100000000");
+    assert_usage(&["exit", "--mib", "100000000"], "--mib must be at most");
+    assert_usage(&["exit", "--mib", "100000000"], "got 100000000");
 }
 
 #[test]

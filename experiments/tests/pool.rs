@@ -120,7 +120,7 @@ fn sigint_while_orphans_live_leaves_no_descendant() {
 fn zero_workers_or_too_much_memory_exits_2_naming_the_value() {
     for (args, named) in [
         (vec!["pool", "--workers", "0"], "--workers must be between 1 and 64, got 0"),
-        (vec!["pool", "--mib", "50000000"], "--mib 50000000"),
+        (vec!["pool", "--mib", "50000000"], "got 50000000"),
         (vec!["pool", "--scenario", "teleport"], "teleport"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_arenalab")).args(&args).output().unwrap();
