@@ -61,6 +61,8 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     p.meta.command = command.into();
     results::save(&docs, "pool", &p)?;
 
+    crate::cpython::report_step(&docs, command)?;
+
     step(4, total, "the pymalloc model, step by step");
     let t = crate::tour::measure(command)?;
     results::save(&docs, "pymalloc", &t)?;
@@ -129,6 +131,7 @@ pub fn render_all(docs: &Path) -> Result<Vec<PathBuf>> {
         crate::bench_report::render(b, docs)?;
         written.push(docs.join("benchmarks.md"));
     }
+    crate::cpython::render_step(docs, &mut written)?;
     let set = crate::site::Results { retention, exit, pool, tour, bench };
     written.extend(crate::site::render(&set, docs)?);
     Ok(written)
