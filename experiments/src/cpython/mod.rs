@@ -235,7 +235,7 @@ fn report_plan() -> Plan {
         start_methods: vec!["fork".into(), "spawn".into()],
         scenarios: pool::SCENARIOS.iter().map(|s| s.to_string()).collect(),
         pool_interpreters: Some(Vec::new()),
-        pool: pool::PoolSize { workers: 4, mib: 16, observe_ms: 800, busy_ms: 800 },
+        pool: pool::PoolSize { workers: 4, mib: 16, observe_ms: 600, busy_ms: 600 },
         exit_mib: 32,
     }
 }

@@ -37,7 +37,7 @@ fn runs<'a>(
 }
 
 fn versions(r: &CpythonResults) -> String {
-    let v: Vec<String> = r.found.interpreters.iter().map(|i| i.short()).collect();
+    let v: Vec<String> = r.found.interpreters.iter().map(|i| i.version.clone()).collect();
     match v.len() {
         0 => String::new(),
         1 => v[0].clone(),
@@ -50,7 +50,7 @@ fn range(v: &[f64]) -> String {
     let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if v.is_empty() {
         "-".into()
-    } else if (hi - lo).abs() < 0.05 {
+    } else if f1(lo) == f1(hi) {
         f1(lo)
     } else {
         format!("{}–{}", f1(lo), f1(hi))
@@ -89,6 +89,9 @@ fn verdict_list(r: &CpythonResults) -> Option<String> {
         .filter_map(|x| Some(100.0 * above_mib(x, "gc-collect")? / above_mib(x, "refill")?))
         .collect();
     let mal_trim: Vec<f64> = malloc.iter().filter_map(|x| above_mib(x, "malloc-trim")).collect();
+    // The list's own pointer array (8 bytes a slot) is one large block glibc maps apart and
+    // unmaps at `del`: the part of the peak that does not stay.
+    let list_mib = 8.0 * r.objects as f64 / (1u64 << 20) as f64;
     let mut s = format!(
         "CPython {}, measured ({} floats): `del lst[::2]` freed no arena and the refill mapped \
          none in {kept_all} of {} interpreters (RSS stayed {} MiB above baseline after the del, \
@@ -105,9 +108,12 @@ fn verdict_list(r: &CpythonResults) -> Option<String> {
     if !malloc.is_empty() {
         let _ = write!(
             s,
-            " With `PYTHONMALLOC=malloc` the freed floats stayed in glibc's heap ({}% of the \
-             peak above baseline after `del` and `gc.collect()`) until `malloc_trim(0)` ({} MiB).",
+            " With `PYTHONMALLOC=malloc` the freed floats stayed in glibc's heap ({} % of the \
+             peak above baseline was still resident after `del` and `gc.collect()`; most of the \
+             rest is the list's pointer array, {} MiB, unmapped at `del`) until \
+             `malloc_trim(0)` ({} MiB above baseline after it).",
             range(&mal_kept),
+            f1(list_mib),
             range(&mal_trim)
         );
     }
@@ -146,23 +152,27 @@ fn verdict_pool(r: &CpythonResults) -> Option<String> {
     let open: Vec<f64> = by("open-idle").map(|x| x.rss_at_end_mib).collect();
     let busy_alive =
         by("killed-busy").filter(|x| x.timeline.iter().any(|p| p.t_ms > 0.0 && p.live > 0)).count();
-    let mut vs: Vec<String> =
-        r.pool.iter().map(|x| x.version.split('.').take(2).collect::<Vec<_>>().join(".")).collect();
+    let mut vs: Vec<String> = r.pool.iter().map(|x| x.version.clone()).collect();
     vs.dedup();
+    let mut methods: Vec<String> = r.pool.iter().map(|x| x.start_method.clone()).collect();
+    methods.sort();
+    methods.dedup();
     let closers = ["close-join", "terminate", "with-block", "del-gc", "parent-exits"];
     let all_closed: Vec<f64> = closers.iter().flat_map(|s| zero(s)).collect();
     let closed_runs: usize = closers.iter().map(|s| by(s).count()).sum();
     Some(format!(
-        "CPython {}, measured (`multiprocessing.Pool({})`, {} MiB per worker, fork and spawn): an \
-         open idle pool kept {} MiB in its workers; `close()`+`join()`, `terminate()`, a `with` \
-         block, `del pool` + `gc.collect()` and a normal parent exit all ended the workers ({} \
-         of {closed_runs} runs, within {} ms): the pool's finalizer terminates them. A SIGKILLed \
-         parent's idle workers were gone {} ms later (end of file on the task pipe); busy ones \
-         outlived it in {busy_alive} of {} runs, holding their memory until their {} ms task \
-         ended ({} ms).",
+        "CPython {}, measured (`multiprocessing.Pool({})`, {} MiB per worker, start methods {}): an \
+         open idle pool kept {} MiB in its workers (summed VmRSS: the held bytes plus each \
+         worker's interpreter); `close()`+`join()`, `terminate()`, a `with` block, `del pool` + \
+         `gc.collect()` and a normal parent exit all ended the workers ({} of {closed_runs} \
+         runs, within {} ms); after `del pool` and at a normal exit it is the pool's finalizer \
+         that terminates them. A SIGKILLed parent's idle workers were gone {} ms later (end of \
+         file on the task pipe); busy ones outlived it in {busy_alive} of {} runs, holding their \
+         memory until their {} ms task ended ({} ms after the kill).",
         vs.join(", "),
         r.pool_workers,
         r.pool_mib,
+        methods.join(", "),
         range(&open),
         all_closed.len(),
         range(&all_closed),
@@ -472,7 +482,9 @@ pub fn render(r: &CpythonResults, docs: &Path) -> Result<()> {
             let lines: Vec<Line> = r
                 .pool
                 .iter()
-                .filter(|x| x.version == v && x.start_method == m)
+                .filter(|x| {
+                    x.version == v && x.start_method == m && CHARTED.contains(&x.scenario.as_str())
+                })
                 .map(|x| Line {
                     label: x.scenario.clone(),
                     points: x.timeline.iter().map(|p| (p.t_ms, p.rss_mib)).collect(),
@@ -534,6 +546,10 @@ pub fn render(r: &CpythonResults, docs: &Path) -> Result<()> {
     md.push_str(ANALOG);
     write_file(&docs.join("cpython.md"), &md)
 }
+
+/// The scenarios drawn on the pool timelines (six, one colour each; the table has all nine).
+const CHARTED: [&str; 6] =
+    ["open-idle", "close-join", "del-gc", "parent-exits", "killed-idle", "killed-busy"];
 
 const INTRO: &str = "\
 The other pages answer with Rust processes and a model of pymalloc. This one runs the CPython \
@@ -617,7 +633,9 @@ alive. `open-idle` has no key event: its workers are watched and then cleaned up
 clean-up*: processes arenalab had to SIGKILL afterwards (workers and multiprocessing's helper \
 processes: the resource tracker, the fork server). arenalab is the child subreaper during this \
 part, so orphans are re-parented to it and can be seen, and every Python process also watches \
-arenalab's own life, so none outlives it.
+arenalab's own life, so none outlives it. A worker's `VmRSS` counts every page it maps, \
+including those a forked worker still shares with its parent (the interpreter itself), so the \
+sum is more than workers × M MiB.
 ";
 
 const EXIT_NOTE: &str = "
