@@ -473,8 +473,8 @@ Parts (--part, repeatable; default all three):
              (1 to 4096, default 64); scenarios open-idle, close-join, terminate, with-block,
              del-gc, maxtasks1, parent-exits, killed-idle, killed-busy (3 s task); --scenario S
              (repeatable) picks some; for each --start-method (fork, spawn, forkserver;
-             default all). Workers' count and summed
-             VmRSS every 10 ms, time until none is left; leftovers killed and reaped.
+             default all). Workers' count and summed VmRSS every 10 ms, time until none is
+             left; leftovers killed and reaped.
   exit       a child builds --exit-mib MiB of floats (1 to 65536, default 256) and ends by a
              normal exit, os._exit(0), an unhandled exception, SIGKILL or SIGTERM: end to
              zombie, whether the zombie holds memory, memory back (MemAvailable plus per-CPU
