@@ -45,6 +45,9 @@ pub enum Command {
     /// Memory held by worker-process pools, closed properly or not.
     #[command(long_about = help::wrap(help::POOL_ABOUT), after_long_help = help::wrap(&help::pool()))]
     Pool(crate::pool::PoolArgs),
+    /// The seed's three questions answered by real CPython interpreters.
+    #[command(long_about = crate::cpython::HELP, after_long_help = crate::cpython::EXAMPLES)]
+    Cpython(crate::cpython::CpythonArgs),
     /// Turn criterion's results into docs/benchmarks.md.
     #[command(long_about = help::wrap(help::BENCH_REPORT_ABOUT), after_long_help = help::wrap(&help::bench_report()))]
     BenchReport(crate::bench_report::BenchReportArgs),
@@ -184,6 +187,7 @@ pub fn main() -> i32 {
         Command::Exit(a) => crate::exit::run(&a),
         Command::Pool(a) => crate::pool::run(&a),
         Command::BenchReport(a) => crate::bench_report::run(&a),
+        Command::Cpython(a) => crate::cpython::run(&a),
         Command::Worker(Worker::Retention(a)) => crate::retention::run_worker(&a),
         Command::Worker(Worker::Exit(a)) => crate::exit::run_worker(&a),
         Command::Worker(Worker::Pool(a)) => crate::pool::run_worker(&a),

@@ -39,6 +39,7 @@
 //! | [`retention`] | what each allocator keeps after free: seven workloads, phase by phase |
 //! | [`exit`] | memory given back when a process ends, seven ways of ending |
 //! | [`pool`] | memory held by worker-process pools, closed or not |
+//! | [`cpython`] | the three questions answered by the real CPython interpreters on the machine |
 //! | [`tour`] | the pymalloc model step by step, for docs/pymalloc.md |
 //! | [`bench_report`] | criterion's results to docs/benchmarks.md |
 //! | [`results`] | the results files and the machine-and-date header they carry |
@@ -48,6 +49,7 @@
 
 pub mod bench_report;
 pub mod cli;
+pub mod cpython;
 pub mod error;
 pub mod exit;
 pub mod fit;

@@ -79,6 +79,8 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     p.meta.command = command.into();
     results::save(&docs, "pool", &p)?;
 
+    crate::cpython::report_step(&docs, command)?;
+
     step(4, total, "the pymalloc model, step by step");
     let t = crate::tour::measure(command)?;
     results::save(&docs, "pymalloc", &t)?;
@@ -127,6 +129,7 @@ pub fn load_all(docs: &Path) -> Result<crate::site::Results> {
         pool: results::load(docs, "pool")?,
         tour: results::load(docs, "pymalloc")?,
         bench: results::load(docs, crate::bench_report::RESULTS_NAME)?,
+        cpython: results::load(docs, "cpython")?,
     })
 }
 
@@ -169,6 +172,7 @@ pub fn render_all(docs: &Path) -> Result<Vec<PathBuf>> {
         && set.pool.is_none()
         && set.tour.is_none()
         && set.bench.is_none()
+        && set.cpython.is_none()
     {
         return Err(Error::Usage(format!(
             "{} holds no results file: nothing to render; {}",
@@ -203,6 +207,12 @@ pub fn render_all(docs: &Path) -> Result<Vec<PathBuf>> {
             (bench_report::RESULTS_NAME, "benchmarks.md", "benchmarks", bench_report::TITLE),
             st,
             bench_report::render,
+        )?,
+        page(
+            &set.cpython,
+            ("cpython", "cpython.md", crate::cpython::page::IMG_DIR, crate::cpython::page::TITLE),
+            st,
+            crate::cpython::page::render,
         )?,
     ];
     let dir = staging.path();

@@ -52,6 +52,9 @@ fn no_page_carries_a_machine_path_or_a_missing_file() {
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(!text.contains(criterion_dir), "{} names {criterion_dir}", path.display());
             assert!(!text.contains("seed-question.html"), "{}", path.display());
+            for home in ["/root/", "/home/", "/work/", "/tmp/"] {
+                assert!(!text.contains(home), "{} names a machine folder {home}", path.display());
+            }
         }
     }
     let claims = page(&docs, "claims.md");
