@@ -138,10 +138,8 @@ unsafe fn validate<S: ArenaSource>(heap: &Heap<S>, p: *mut u8) -> Result<LiveBlo
         // Inside an arena: the block must start on a block boundary of a carved, classed pool.
         let c = heap.config();
         let block_start = address - FRONT;
-        let pool = PoolHeader::of(block_start as *mut u8, c.pool_size());
-        if !heap.is_carved_pool(pool) {
-            return Err(not_ours);
-        }
+        let pool_start = block_start & !(c.pool_size() - 1);
+        let Some(pool) = heap.carved_pool(pool_start) else { return Err(not_ours) };
         // SAFETY: a carved pool of a live arena has an initialised header.
         let szidx = unsafe { (*pool).szidx } as usize;
         if szidx >= c.num_classes() {
@@ -198,6 +196,8 @@ pub(crate) unsafe fn try_free<S: ArenaSource>(
     heap: &mut Heap<S>,
     p: *mut u8,
 ) -> Result<(), HeapError> {
+    // A block of an arena is read and written with the arena's provenance, not the caller's.
+    let p = heap.in_arena(p).unwrap_or(p);
     // SAFETY: forwarded contract.
     let b = unsafe { validate(heap, p) }?;
     // SAFETY: the block is live and ours: poison it, mark it freed, free its start.
@@ -231,6 +231,8 @@ pub(crate) unsafe fn realloc<S: ArenaSource>(
     p: *mut u8,
     size: usize,
 ) -> *mut u8 {
+    // As in `try_free`: the arena's provenance, not the caller's.
+    let p = heap.in_arena(p).unwrap_or(p);
     // SAFETY: forwarded contract.
     let old = match unsafe { validate(heap, p) } {
         Ok(b) => b,
