@@ -430,3 +430,27 @@ pub(crate) fn is_mapped(addr: usize, len: usize) -> bool {
         }
     }
 }
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_munmap_is_counted_not_a_panic() {
+        let m = map_zeroed(2 * PAGE).unwrap();
+        let before = unmap_failures();
+        // SAFETY: one byte into a mapping of two pages: munmap refuses an address that is not
+        // page-aligned (EINVAL) and changes nothing.
+        let ok = unsafe { unmap(m.add(1), PAGE) };
+        assert!(!ok);
+        assert!(unmap_failures() > before);
+        // SAFETY: the whole mapping, unused.
+        assert!(unsafe { unmap(m, 2 * PAGE) });
+    }
+
+    #[test]
+    fn a_range_that_wraps_around_the_address_space_is_not_mapped() {
+        assert!(!is_mapped(usize::MAX - 24, 16));
+        assert!(!is_mapped(usize::MAX - 8, 16));
+    }
+}

@@ -2,7 +2,8 @@
 //! every preset and both arena policies. After every step the heap's own invariants hold, no two
 //! live blocks overlap, every block is aligned, and every live block still holds its bytes.
 //!
-//! 3 presets (3.8 in debug mode) × 2 policies × 1,707 cases = 10,242 sequences per run.
+//! 3 presets (3.8 in debug mode) × 2 policies × 1,707 cases = 10,242 sequences per run; under
+//! Miri 2 cases (12 sequences). `PROPTEST_CASES` overrides either count.
 
 mod common;
 use common::{Placed, Placement, fill, holds};
@@ -132,8 +133,14 @@ fn configs() -> Vec<(Config, Placement)> {
     v
 }
 
+/// Cases per run: 1,707, or 2 under Miri (an interpreter), unless `PROPTEST_CASES` says.
+fn cases() -> u32 {
+    let default = if cfg!(miri) { 2 } else { 1707 };
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1707, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn random_sequences_keep_every_invariant(ops in proptest::collection::vec(op(), 1..60)) {

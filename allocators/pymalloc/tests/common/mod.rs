@@ -20,11 +20,13 @@ pub struct Placed {
     pub pool_size: usize,
     pub maps: usize,
     pub unmaps: usize,
+    /// Under Miri: how far past its allocation's start each arena is placed.
+    offset: usize,
 }
 
 impl Placed {
     pub fn new(placement: Placement, pool_size: usize) -> Self {
-        Placed { placement, pool_size, maps: 0, unmaps: 0 }
+        Placed { placement, pool_size, maps: 0, unmaps: 0, offset: 0 }
     }
 }
 
@@ -32,7 +34,7 @@ impl Placed {
 // pool-aligned or pool+page as asked, which satisfies any `align` up to a page; for a larger
 // `align` the pool-aligned placement is used); never allocates through the global allocator.
 // Under Miri (no partial munmap) the memory is a zeroed `System` allocation of one pool more,
-// pool-aligned, so the arena's start rounded down to a pool is the allocation's start.
+// pool-aligned, and the arena starts `offset` bytes into it.
 #[cfg(miri)]
 unsafe impl ArenaSource for Placed {
     fn map(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
@@ -45,6 +47,7 @@ unsafe impl ArenaSource for Placed {
             Placement::Misaligned if align <= 4096 => 4096,
             _ => 0,
         };
+        self.offset = offset; // the heap asks every arena with the same alignment
         self.maps += 1;
         // SAFETY: offset + size <= size + pool size: inside the allocation.
         Some(unsafe { raw.add(offset) })
@@ -55,7 +58,7 @@ unsafe impl ArenaSource for Placed {
         self.unmaps += 1;
         let layout =
             std::alloc::Layout::from_size_align(size + self.pool_size, self.pool_size).unwrap();
-        let raw = ptr.as_ptr().map_addr(|a| a & !(self.pool_size - 1));
+        let raw = ptr.as_ptr().wrapping_sub(self.offset);
         // SAFETY: `raw` is the start of the allocation `map` made with this layout.
         unsafe { std::alloc::System.dealloc(raw, layout) };
     }
