@@ -108,8 +108,8 @@
 //! Miri implements neither `MAP_NORESERVE`, partial `munmap`, `msync` nor
 //! `malloc_usable_size`, so under `cfg(miri)` the [`os`] module maps arenas and bookkeeping
 //! with `std::alloc::System` (zeroed, aligned to their size), keeps the sizes of raw blocks in
-//! a side table, and answers "is this header mapped?" from that table. `tests/model.rs` runs 2
-//! property cases under Miri instead of 1,707. Skipped under Miri, each with its reason: the
+//! a side table, and answers "is this header mapped?" from that table. `tests/model.rs` runs 1
+//! property case under Miri instead of 1,707. Skipped under Miri, each with its reason: the
 //! test that aborts a child process, and the double free of a raw block (it reads freed libc
 //! memory by design). Left out for their length in an interpreter: `exact_counts` and
 //! `arena_order` (hundreds of thousands of blocks) and `global_alloc` (four threads of

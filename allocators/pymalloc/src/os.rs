@@ -5,6 +5,11 @@
 //! place mappings. The allocator's own bookkeeping (arena descriptors, the ownership map) is
 //! mapped here directly with `map_zeroed`, never through the global allocator, so the
 //! allocator can be the global allocator without re-entering itself.
+//!
+//! Nothing here panics: a size that would overflow is refused (`None`, `false`), and a
+//! `munmap` the kernel refuses is counted ([`unmap_failures`]), since these functions run under
+//! the global allocator's lock. Under Miri, which cannot map memory this way, the same
+//! functions use `std::alloc::System` and a side table of raw blocks (see `cfg(miri)` below).
 
 use core::ptr::NonNull;
 
@@ -32,7 +37,8 @@ pub unsafe trait ArenaSource {
     unsafe fn unmap(&mut self, ptr: NonNull<u8>, size: usize);
 }
 
-/// Anonymous private mappings from the kernel: the default arena source.
+/// Anonymous private mappings from the kernel: the default arena source. (Under Miri: zeroed
+/// `System` allocations aligned to their size.)
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Mmap;
 
