@@ -263,7 +263,9 @@ impl<S: ArenaSource> Heap<S> {
     #[inline(always)]
     pub(crate) fn in_arena(&self, p: *const u8) -> Option<*mut u8> {
         let i = self.map.arena_of(p.addr())?;
-        Some(self.arenas.objs.as_slice().get(i as usize)?.ptr(p.addr()))
+        // SAFETY: the ownership map only names descriptors it was given by `new_arena`, and
+        // descriptors are never removed (the vector only grows), so `i < len`.
+        Some(unsafe { self.arenas.objs.get_unchecked(i as usize) }.ptr(p.addr()))
     }
 
     /// # Safety

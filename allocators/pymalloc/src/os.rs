@@ -387,6 +387,16 @@ impl<T: Copy> OsVec<T> {
         Some(value)
     }
 
+    /// Element `i` without a bounds check, for the hot path.
+    ///
+    /// # Safety
+    /// `i < self.len()`.
+    #[inline(always)]
+    pub(crate) unsafe fn get_unchecked(&self, i: usize) -> &T {
+        // SAFETY: i < len <= cap (caller), and the first `len` elements are initialised.
+        unsafe { &*self.ptr.add(i) }
+    }
+
     pub(crate) fn as_slice(&self) -> &[T] {
         if self.ptr.is_null() {
             return &[];

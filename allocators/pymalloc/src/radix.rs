@@ -38,7 +38,8 @@ struct Entry {
 /// The ownership map.
 ///
 /// Invariant: `root` is null or maps `root_len` leaf pointers; each non-null leaf maps
-/// `LEAF_LEN` entries; an address is inside a live arena iff its entry says so.
+/// `LEAF_LEN` entries; an address is inside a live arena iff its entry says so; every arena
+/// index in an entry names a descriptor of the heap's arena vector (which never shrinks).
 pub(crate) struct OwnershipMap {
     arena_shift: u32,
     /// Slots in `root`: 0 until the root is mapped, so one comparison in `contains` rejects
