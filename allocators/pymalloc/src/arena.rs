@@ -8,6 +8,11 @@
 //! `nfreepools`, so pools are taken from the most-used arena and the nearly empty ones get the
 //! chance to drain completely and be unmapped. `nfp2lasta[k]` is the *last* arena on the list
 //! with `k` free pools (bpo-37029), which lets a free re-position its arena in O(1).
+//!
+//! Every pointer into an arena is derived from the arena's `base`, the pointer its source
+//! returned, so that it carries the provenance of the mapping (`base.with_addr(a)`), never
+//! that of a pointer some caller passed in: addresses are computed as integers, pointers are
+//! made only from `base`.
 
 use crate::config::ArenaPolicy;
 use crate::pool::PoolHeader;
@@ -20,6 +25,9 @@ pub(crate) const NONE: u32 = u32::MAX;
 pub(crate) struct ArenaObject {
     /// Start of the mapping; 0 iff this descriptor is unused (on the `unused` list).
     pub(crate) address: usize,
+    /// The mapping as the arena source returned it (`base.addr() == address`); null iff unused.
+    /// Every pointer into the arena is made from it.
+    pub(crate) base: *mut u8,
     /// First never-carved pool (the high-water mark of carving).
     pub(crate) pool_address: usize,
     /// Empty pools plus never-carved pools: `len(freepools) + never carved`.
@@ -39,6 +47,7 @@ pub(crate) struct ArenaObject {
 impl ArenaObject {
     const UNUSED: ArenaObject = ArenaObject {
         address: 0,
+        base: core::ptr::null_mut(),
         pool_address: 0,
         nfreepools: 0,
         ntotalpools: 0,
@@ -50,7 +59,13 @@ impl ArenaObject {
 
     /// Address of the first pool: the arena start rounded up to a pool boundary.
     pub(crate) fn first_pool(&self, pool_size: usize) -> usize {
-        (self.address + pool_size - 1) & !(pool_size - 1)
+        self.address.next_multiple_of(pool_size)
+    }
+
+    /// A pointer to `addr`, an address inside this arena, with the arena's provenance.
+    #[inline(always)]
+    pub(crate) fn ptr(&self, addr: usize) -> *mut u8 {
+        self.base.with_addr(addr)
     }
 }
 
@@ -115,16 +130,18 @@ impl Arenas {
         Some(i)
     }
 
-    /// Fills descriptor `i` for a freshly mapped arena and makes it the only usable arena
-    /// (a new arena is only created when no arena has a free pool).
-    pub(crate) fn install(&mut self, i: u32, address: usize, arena_size: usize, pool_size: usize) {
+    /// Fills descriptor `i` for a freshly mapped arena at `base` and makes it the only usable
+    /// arena (a new arena is only created when no arena has a free pool).
+    pub(crate) fn install(&mut self, i: u32, base: *mut u8, arena_size: usize, pool_size: usize) {
         debug_assert_eq!(self.usable, NONE);
-        let first = (address + pool_size - 1) & !(pool_size - 1);
+        let address = base.addr();
+        let first = address.next_multiple_of(pool_size);
         let ntotal = ((address + arena_size - first) / pool_size) as u32;
         let seq = self.next_seq;
         self.next_seq += 1;
         *self.get_mut(i) = ArenaObject {
             address,
+            base,
             pool_address: first,
             nfreepools: ntotal,
             ntotalpools: ntotal,
@@ -163,7 +180,7 @@ impl Arenas {
             a.freepools = unsafe { (*p).nextpool };
             (p, false)
         } else {
-            let p = a.pool_address as *mut PoolHeader;
+            let p = a.ptr(a.pool_address).cast::<PoolHeader>();
             a.pool_address += pool_size;
             (p, true)
         };

@@ -129,8 +129,12 @@ pub(crate) trait Backend {
     unsafe fn free_plain(&mut self, p: *mut u8);
     /// Whether `p` lies in a live arena.
     fn owns(&self, p: *const u8) -> bool;
-    /// Whether `pool` is a carved pool of a live arena.
-    fn is_carved_pool(&self, pool: *const PoolHeader) -> bool;
+    /// The header of the carved pool starting at `addr`, with its arena's provenance; `None`
+    /// when `addr` is not the start of a carved pool of a live arena. Reads no pool memory.
+    fn carved_pool(&self, addr: usize) -> Option<*mut PoolHeader>;
+    /// `p` re-derived from its arena's base pointer (the arena's provenance), when `p` lies in
+    /// a live arena.
+    fn in_arena(&self, p: *const u8) -> Option<*mut u8>;
     /// Whether `p` lies in an arena recently returned to the OS.
     fn was_released(&self, p: usize) -> bool;
     /// Debug mode's own records.
@@ -342,10 +346,9 @@ enum PoolSlot {
 fn pool_slot<H: Backend>(heap: &H, address: usize) -> PoolSlot {
     let c = heap.config();
     let Some(block_start) = address.checked_sub(FRONT) else { return PoolSlot::Foreign };
-    let pool = PoolHeader::of(block_start as *mut u8, c.pool_size());
-    if !heap.owns(block_start as *const u8) || !heap.is_carved_pool(pool) {
+    let Some(pool) = heap.carved_pool(block_start & !(c.pool_size() - 1)) else {
         return PoolSlot::Foreign;
-    }
+    };
     // SAFETY: a carved pool of a live arena has an initialised header.
     let (szidx, nextoffset, head) =
         unsafe { ((*pool).szidx as usize, (*pool).nextoffset as usize, (*pool).freeblock) };
@@ -355,16 +358,16 @@ fn pool_slot<H: Backend>(heap: &H, address: usize) -> PoolSlot {
     let class = SizeClass(szidx as u8);
     let block = c.block_size(class);
     let per = c.blocks_per_pool(class);
-    let off = block_start.wrapping_sub(pool as usize + c.pool_overhead());
-    if off % block != 0 || off / block >= per {
+    let off = block_start.wrapping_sub(pool.addr() + c.pool_overhead());
+    if !off.is_multiple_of(block) || off / block >= per {
         return PoolSlot::Foreign;
     }
-    if block_start - pool as usize >= nextoffset {
+    if block_start - pool.addr() >= nextoffset {
         return PoolSlot::Foreign; // never carved, so never handed out
     }
     // The free list, bounded and checked link by link (a use after free can corrupt it).
-    let first = pool as usize + c.pool_overhead();
-    let mut f = head as usize;
+    let first = pool.addr() + c.pool_overhead();
+    let mut f = head.addr();
     for _ in 0..per {
         if f == 0 {
             break;
@@ -372,11 +375,12 @@ fn pool_slot<H: Backend>(heap: &H, address: usize) -> PoolSlot {
         if f == block_start {
             return PoolSlot::Free(block);
         }
-        if f < first || f >= pool as usize + nextoffset || (f - first) % block != 0 {
+        if f < first || f >= pool.addr() + nextoffset || !(f - first).is_multiple_of(block) {
             break;
         }
-        // SAFETY: f is a carved block boundary of this pool: its first word is readable.
-        f = unsafe { *(f as *const usize) };
+        // SAFETY: f is a carved block boundary of this pool (checked above): its first word is
+        // readable, and the pointer carries the pool's (the arena's) provenance.
+        f = unsafe { *pool.cast::<u8>().with_addr(f).cast::<usize>() };
     }
     PoolSlot::Allocated(block)
 }
@@ -450,6 +454,8 @@ unsafe fn validate<H: Backend>(heap: &H, p: *mut u8) -> Result<LiveBlock, HeapEr
 /// None beyond the heap's own consistency: any `p` is checked against the heap's records
 /// before anything at it is read or written.
 pub(crate) unsafe fn try_free<H: Backend>(heap: &mut H, p: *mut u8) -> Result<(), HeapError> {
+    // A block of an arena is read and written with the arena's provenance, not the caller's.
+    let p = heap.in_arena(p).unwrap_or(p);
     // SAFETY: forwarded contract.
     let b = unsafe { validate(heap, p) }?;
     if b.block == 0 {
@@ -491,6 +497,8 @@ pub(crate) unsafe fn realloc<H: Backend>(
     size: usize,
     align: usize,
 ) -> *mut u8 {
+    // As in `try_free`: the arena's provenance, not the caller's.
+    let p = heap.in_arena(p).unwrap_or(p);
     // SAFETY: forwarded contract.
     let old = match unsafe { validate(heap, p) } {
         Ok(b) => b,

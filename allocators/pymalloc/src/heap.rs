@@ -10,7 +10,7 @@
 
 use crate::arena::{Arenas, NONE};
 use crate::config::{Config, MAX_CLASSES, SizeClass};
-use crate::os::{ArenaSource, Mmap, PAGE};
+use crate::os::{self, ArenaSource, Mmap, PAGE};
 use crate::pool::{NO_CLASS, PoolHeader, PoolList};
 use crate::radix::OwnershipMap;
 use crate::snapshot::{ArenaSnapshot, PoolSnapshot, PoolState, Snapshot};
@@ -209,14 +209,13 @@ impl<S: ArenaSource> Heap<S> {
             self.arenas.retire(i);
             return false;
         };
-        let address = mem.as_ptr() as usize;
-        if !self.map.insert(address) {
+        if !self.map.insert(mem.as_ptr().addr(), i) {
             // SAFETY: the mapping was just made and nothing points into it.
             unsafe { self.source.unmap(mem, size) };
             self.arenas.retire(i);
             return false;
         }
-        self.arenas.install(i, address, size, self.pool_size);
+        self.arenas.install(i, mem.as_ptr(), size, self.pool_size);
         self.arenas_total += 1;
         self.arenas_current += 1;
         self.arenas_highwater = self.arenas_highwater.max(self.arenas_current);
@@ -263,14 +262,26 @@ impl<S: ArenaSource> Heap<S> {
         Ok(())
     }
 
+    /// `p`, when it lies in one of this heap's arenas, re-derived from that arena's base
+    /// pointer: same address, the provenance of the whole mapping. The free path works only
+    /// with such pointers, so the free lists hold them and `alloc` hands them out valid for the
+    /// whole block, whatever reference the caller freed the block through.
+    #[inline(always)]
+    pub(crate) fn in_arena(&self, p: *const u8) -> Option<*mut u8> {
+        let i = self.map.arena_of(p.addr())?;
+        // SAFETY: the ownership map only names descriptors it was given by `new_arena`, and
+        // descriptors are never removed (the vector only grows), so `i < len`.
+        Some(unsafe { self.arenas.objs.get_unchecked(i as usize) }.ptr(p.addr()))
+    }
+
     /// # Safety
     /// `p` is a live block of this heap (pool block or raw block), with no debug header.
     #[inline(always)]
     pub(crate) unsafe fn free_plain(&mut self, p: *mut u8) {
-        if !self.map.contains(p as usize) {
+        let Some(p) = self.in_arena(p) else {
             // SAFETY: not in an arena, so it came from the raw allocator (caller contract).
             return unsafe { self.raw_free(p) };
-        }
+        };
         let pool = PoolHeader::of(p, self.pool_size);
         // SAFETY: p is a live block inside a live arena, so its pool is carved, classed and
         // live; the block is at least a word long and free to hold the list link.
@@ -300,14 +311,14 @@ impl<S: ArenaSource> Heap<S> {
         // SAFETY: as above.
         unsafe { self.usedpools[class].unlink(pool) };
         if self.arenas.pool_emptied(arena, pool, self.config.keep_last_empty_arena) {
-            let address = self.arenas.get(arena).address;
+            let (address, base) = (self.arenas.get(arena).address, self.arenas.get(arena).base);
             self.map.remove(address);
-            // SAFETY: every pool of the arena is empty, so no live block points into it; the
-            // descriptor was unlinked by `pool_emptied` and the ownership map no longer has it.
-            unsafe {
-                self.source
-                    .unmap(NonNull::new_unchecked(address as *mut u8), self.config.arena_size())
-            };
+            if let Some(base) = NonNull::new(base) {
+                // SAFETY: every pool of the arena is empty, so no live block points into it;
+                // the descriptor was unlinked by `pool_emptied` and the ownership map no longer
+                // has it; `base` is the whole mapping as the source returned it.
+                unsafe { self.source.unmap(base, self.config.arena_size()) };
+            }
             self.arenas.retire(arena);
             self.arenas_current -= 1;
             if self.debug {
@@ -323,17 +334,24 @@ impl<S: ArenaSource> Heap<S> {
         self.released.iter().any(|&a| a != 0 && p >= a && p < a + size)
     }
 
-    /// Whether `pool` is a carved pool of a live arena (its header is initialised).
+    /// Whether `pool` is a carved pool of a live arena (so its header is initialised).
+    /// Decided from the arena's descriptor, without reading the pool: a never-carved pool's
+    /// memory may be uninitialised (the [`ArenaSource`] contract allows it).
     pub(crate) fn is_carved_pool(&self, pool: *const PoolHeader) -> bool {
-        if !self.map.contains(pool as usize) {
-            return false;
-        }
-        // SAFETY: `pool` lies inside a live arena's mapping, so its header bytes are readable
-        // (zeros when never carved).
-        let i = unsafe { (*pool).arenaindex } as usize;
-        let Some(a) = self.arenas.objs.as_slice().get(i) else { return false };
-        let p = pool as usize;
-        a.address != 0 && p >= a.first_pool(self.pool_size) && p < a.pool_address
+        self.carved_pool(pool.addr()).is_some()
+    }
+
+    /// The header of the carved pool starting at `addr`, with its arena's provenance; `None`
+    /// when `addr` is not the start of a carved pool of a live arena. Reads no pool memory.
+    pub(crate) fn carved_pool(&self, addr: usize) -> Option<*mut PoolHeader> {
+        let i = self.map.arena_of(addr)?;
+        let a = self.arenas.objs.as_slice().get(i as usize)?;
+        let first = a.first_pool(self.pool_size);
+        let carved = a.address != 0
+            && addr >= first
+            && addr < a.pool_address
+            && (addr - first) % self.pool_size == 0;
+        carved.then(|| a.ptr(addr).cast())
     }
 
     /// Resizes `p` to `size` bytes, CPython's way: a pool block is kept when the new size still
@@ -353,10 +371,10 @@ impl<S: ArenaSource> Heap<S> {
             // SAFETY: forwarded caller contract.
             return unsafe { crate::debug::realloc(self, p, size, 0) };
         }
-        if !self.map.contains(p as usize) {
+        let Some(p) = self.in_arena(p) else {
             // SAFETY: p is a live raw block (caller contract); it stays with the raw allocator.
             return unsafe { self.raw_realloc(p, size) };
-        }
+        };
         let pool = PoolHeader::of(p, self.pool_size);
         // SAFETY: a live pool block's pool header is live and classed.
         let block = unsafe { ((*pool).szidx as usize + 1) << self.alignment_shift };
@@ -428,7 +446,7 @@ impl<S: ArenaSource> Heap<S> {
 
     /// Whether `p` points inside one of this heap's arenas.
     pub fn owns(&self, p: *const u8) -> bool {
-        self.map.contains(p as usize)
+        self.map.contains(p.addr())
     }
 
     // ---------------------------------------------------------------- raw allocator
@@ -437,7 +455,7 @@ impl<S: ArenaSource> Heap<S> {
         // CPython: PyMem_RawMalloc(0) becomes malloc(1).
         // SAFETY: plain libc malloc.
         let p = unsafe { libc::malloc(size.max(1)) }.cast::<u8>();
-        self.raw_count_new(p);
+        self.raw_count_new(p, size);
         p
     }
 
@@ -447,40 +465,49 @@ impl<S: ArenaSource> Heap<S> {
         // SAFETY: align is a power of two multiple of the pointer size; p is a valid out-pointer.
         let rc = unsafe { libc::posix_memalign(&mut p, align, size.max(1)) };
         let p = if rc == 0 { p.cast::<u8>() } else { core::ptr::null_mut() };
-        self.raw_count_new(p);
+        self.raw_count_new(p, size);
         p
     }
 
-    fn raw_count_new(&mut self, p: *mut u8) {
+    fn raw_count_new(&mut self, p: *mut u8, size: usize) {
         if !p.is_null() {
+            os::raw_made(p, size);
             self.raw_total += 1;
             self.raw_blocks += 1;
             // SAFETY: p is a live block just returned by libc.
-            self.raw_bytes += unsafe { libc::malloc_usable_size(p.cast()) };
+            self.raw_bytes += unsafe { os::raw_usable_size(p) };
         }
     }
 
+    /// Frees a raw block. The gauges saturate at zero rather than underflow: a debug-mode free
+    /// can pass a valid libc block of *another* heap, and no free may panic under the global
+    /// allocator's lock.
+    ///
     /// # Safety
     /// `p` is a live block from the raw allocator.
     pub(crate) unsafe fn raw_free(&mut self, p: *mut u8) {
-        self.raw_blocks -= 1;
         // SAFETY: caller contract: a live libc block.
-        unsafe {
-            self.raw_bytes -= libc::malloc_usable_size(p.cast());
-            libc::free(p.cast());
-        }
+        let usable = unsafe { os::raw_usable_size(p) };
+        self.raw_blocks = self.raw_blocks.saturating_sub(1);
+        self.raw_bytes = self.raw_bytes.saturating_sub(usable);
+        os::raw_gone(p);
+        // SAFETY: caller contract: a live libc block.
+        unsafe { libc::free(p.cast()) };
     }
 
     /// # Safety
     /// `p` is a live block from the raw allocator.
     unsafe fn raw_realloc(&mut self, p: *mut u8, size: usize) -> *mut u8 {
         // SAFETY: caller contract: a live libc block.
-        let old = unsafe { libc::malloc_usable_size(p.cast()) };
+        let old = unsafe { os::raw_usable_size(p) };
         // SAFETY: as above; on failure libc leaves p untouched.
         let new = unsafe { libc::realloc(p.cast(), size.max(1)) }.cast::<u8>();
         if !new.is_null() {
+            os::raw_gone(p);
+            os::raw_made(new, size);
             // SAFETY: new is a live libc block.
-            self.raw_bytes = self.raw_bytes - old + unsafe { libc::malloc_usable_size(new.cast()) };
+            let now = unsafe { os::raw_usable_size(new) };
+            self.raw_bytes = self.raw_bytes.saturating_sub(old).saturating_add(now);
         }
         new
     }
@@ -501,7 +528,7 @@ impl<S: ArenaSource> Heap<S> {
     /// Carved pools of an arena.
     fn carved_pools(&self, a: &crate::arena::ArenaObject) -> impl Iterator<Item = *mut PoolHeader> {
         let first = a.first_pool(self.pool_size);
-        (first..a.pool_address).step_by(self.pool_size).map(|p| p as *mut PoolHeader)
+        (first..a.pool_address).step_by(self.pool_size).map(move |p| a.ptr(p).cast())
     }
 
     /// The statistics of `sys._debugmallocstats()`. Walks every carved pool; never allocates.
@@ -588,7 +615,7 @@ impl<S: ArenaSource> Heap<S> {
                         blocks_per_pool: 0,
                     }
                 } else {
-                    let pool = addr as *const PoolHeader;
+                    let pool = a.ptr(addr).cast::<PoolHeader>();
                     // SAFETY: carved pools of live arenas have initialised headers.
                     let (count, szidx) = unsafe { ((*pool).count as usize, (*pool).szidx) };
                     let class = (szidx != NO_CLASS).then_some(SizeClass(szidx as u8));
@@ -651,8 +678,11 @@ impl<S: ArenaSource> crate::debug::Backend for Heap<S> {
     fn owns(&self, p: *const u8) -> bool {
         Heap::owns(self, p)
     }
-    fn is_carved_pool(&self, pool: *const PoolHeader) -> bool {
-        Heap::is_carved_pool(self, pool)
+    fn carved_pool(&self, addr: usize) -> Option<*mut PoolHeader> {
+        Heap::carved_pool(self, addr)
+    }
+    fn in_arena(&self, p: *const u8) -> Option<*mut u8> {
+        Heap::in_arena(self, p)
     }
     fn was_released(&self, p: usize) -> bool {
         Heap::was_released(self, p)
@@ -670,8 +700,7 @@ impl<S: ArenaSource> Drop for Heap<S> {
     fn drop(&mut self) {
         let size = self.config.arena_size();
         for i in 0..self.arenas.objs.len() {
-            let address = self.arenas.objs.as_slice()[i].address;
-            if let Some(p) = NonNull::new(address as *mut u8) {
+            if let Some(p) = NonNull::new(self.arenas.objs.as_slice()[i].base) {
                 // SAFETY: the heap is being dropped, so no block it handed out may be used
                 // again; each live arena is one whole mapping from the source.
                 unsafe { self.source.unmap(p, size) };

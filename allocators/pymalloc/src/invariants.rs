@@ -111,16 +111,10 @@ fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
             a.pool_address,
             0
         );
-        ensure!(h.owns(a.address as *const u8), "arena start is owned", i, 0, a.address);
+        ensure!(h.owns(a.base), "arena start is owned", i, 0, a.address);
+        ensure!(h.owns(a.ptr(a.address + c.arena_size() - 1)), "arena end is owned", i, 0, 0);
         ensure!(
-            h.owns((a.address + c.arena_size() - 1) as *const u8),
-            "arena end is owned",
-            i,
-            0,
-            0
-        );
-        ensure!(
-            !h.owns((a.address + c.arena_size()) as *const u8)
+            !h.owns(a.ptr(a.address + c.arena_size()))
                 || objs.iter().any(|b| b.address == a.address + c.arena_size()),
             "byte after the arena is not owned unless another arena starts there",
             i,
@@ -130,7 +124,7 @@ fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
         let carved = (a.pool_address - first) / ps;
         let mut empty = 0usize;
         for k in 0..carved {
-            let pool = (first + k * ps) as *mut PoolHeader;
+            let pool = a.ptr(first + k * ps).cast::<PoolHeader>();
             // SAFETY: carved pools of a live arena have initialised headers.
             let (count, szidx, arenaindex) =
                 unsafe { ((*pool).count as usize, (*pool).szidx, (*pool).arenaindex) };

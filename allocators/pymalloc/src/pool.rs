@@ -48,10 +48,11 @@ pub(crate) struct PoolHeader {
 const _: () = assert!(core::mem::size_of::<PoolHeader>() == crate::config::POOL_HEADER_BYTES);
 
 impl PoolHeader {
-    /// The header of the pool containing `p`.
+    /// The header of the pool containing `p`, with `p`'s provenance: the heap passes pointers
+    /// derived from the arena's base, so the header pointer may read and write the whole pool.
     #[inline(always)]
     pub(crate) fn of(p: *mut u8, pool_size: usize) -> *mut PoolHeader {
-        (p as usize & !(pool_size - 1)) as *mut PoolHeader
+        p.map_addr(|a| a & !(pool_size - 1)).cast()
     }
 
     /// Writes the header of a pool freshly carved from its arena.

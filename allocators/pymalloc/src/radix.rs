@@ -9,7 +9,9 @@
 //! A-aligned chunk and the head of the next. Each chunk entry therefore records at most two
 //! arenas: one that *ends* inside it (`lo_end`: the arena covers offsets `[0, lo_end)`) and one
 //! that *starts* inside it (`hi_len`: the arena covers the last `hi_len` bytes of the chunk).
-//! Zero means "none" for both, so fresh zeroed leaves need no initialisation.
+//! Zero means "none" for both, so fresh zeroed leaves need no initialisation. Beside each
+//! length sits the index of that arena's descriptor: a free finds its arena, and from the
+//! arena's base pointer a pointer with the arena's provenance, in the same lookup.
 
 use crate::os::{self, PAGE};
 use core::ptr::NonNull;
@@ -23,14 +25,21 @@ const ADDRESS_BITS: u32 = 48;
 #[derive(Clone, Copy, Default)]
 #[repr(C)]
 struct Entry {
+    /// The arena ending in this chunk covers offsets `[0, lo_end)`; 0: none.
     lo_end: u32,
+    /// The arena starting in this chunk covers its last `hi_len` bytes; 0: none.
     hi_len: u32,
+    /// Descriptor index of the arena ending here (meaningful when `lo_end > 0`).
+    lo_arena: u32,
+    /// Descriptor index of the arena starting here (meaningful when `hi_len > 0`).
+    hi_arena: u32,
 }
 
 /// The ownership map.
 ///
 /// Invariant: `root` is null or maps `root_len` leaf pointers; each non-null leaf maps
-/// `LEAF_LEN` entries; an address is inside a live arena iff its entry says so.
+/// `LEAF_LEN` entries; an address is inside a live arena iff its entry says so; every arena
+/// index in an entry names a descriptor of the heap's arena vector (which never shrinks).
 pub(crate) struct OwnershipMap {
     arena_shift: u32,
     /// Slots in `root`: 0 until the root is mapped, so one comparison in `contains` rejects
@@ -62,21 +71,34 @@ impl OwnershipMap {
     /// Whether `p` lies inside a live arena. Never touches memory outside the map.
     #[inline(always)]
     pub(crate) fn contains(&self, p: usize) -> bool {
+        self.arena_of(p).is_some()
+    }
+
+    /// The descriptor index of the live arena holding address `p`, if any. Any `p` is fine:
+    /// the lookup never touches memory outside the map and cannot overflow.
+    #[inline(always)]
+    pub(crate) fn arena_of(&self, p: usize) -> Option<u32> {
         let chunk = p >> self.arena_shift;
         let ri = chunk >> LEAF_BITS;
         if ri >= self.root_len {
-            return false;
+            return None;
         }
         // SAFETY: root_len > 0 only once root maps root_len pointers, and ri < root_len.
         let leaf = unsafe { *self.root.add(ri) };
         if leaf.is_null() {
-            return false;
+            return None;
         }
         // SAFETY: a non-null leaf maps LEAF_LEN entries; the index is masked to that range.
         let e = unsafe { *leaf.add(chunk & (LEAF_LEN - 1)) };
         let size = 1usize << self.arena_shift;
         let off = p & (size - 1);
-        off < e.lo_end as usize || off + e.hi_len as usize >= size
+        if off < e.lo_end as usize {
+            Some(e.lo_arena)
+        } else if off + e.hi_len as usize >= size {
+            Some(e.hi_arena)
+        } else {
+            None
+        }
     }
 
     /// The entry for `chunk`, mapping the root and its leaf if needed.
@@ -103,9 +125,9 @@ impl OwnershipMap {
         Some(unsafe { leaf.add(chunk & (LEAF_LEN - 1)) })
     }
 
-    /// Marks `[base, base + arena size)` as ours. Returns `false` if the map could not grow
-    /// (then nothing is marked).
-    pub(crate) fn insert(&mut self, base: usize) -> bool {
+    /// Marks `[base, base + arena size)` as arena `arena`. Returns `false` if the map could not
+    /// grow (then nothing is marked).
+    pub(crate) fn insert(&mut self, base: usize, arena: u32) -> bool {
         let size = 1usize << self.arena_shift;
         let chunk = base >> self.arena_shift;
         let off = base & (size - 1);
@@ -117,10 +139,16 @@ impl OwnershipMap {
             return false;
         }
         // SAFETY: `first` points at a live entry of a mapped leaf (from `entry`).
-        unsafe { (*first).hi_len = (size - off) as u32 };
+        unsafe {
+            (*first).hi_len = (size - off) as u32;
+            (*first).hi_arena = arena;
+        }
         if let Some(Some(next)) = second {
             // SAFETY: as above.
-            unsafe { (*next).lo_end = off as u32 };
+            unsafe {
+                (*next).lo_end = off as u32;
+                (*next).lo_arena = arena;
+            }
         }
         true
     }

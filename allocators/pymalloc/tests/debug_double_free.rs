@@ -21,6 +21,7 @@ fn double_free_of_a_small_block_is_reported() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "reads the freed libc chunk by design, which Miri rightly refuses")]
 fn double_free_of_a_large_block_reports_its_size() {
     let mut h = debug_heap();
     let p = h.alloc(4000);
@@ -79,6 +80,7 @@ fn debug_blocks_keep_every_requested_alignment() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "runs the test binary as a child process, which Miri cannot")]
 fn free_aborts_with_a_clear_message_on_double_free() {
     if std::env::var_os("PYMALLOC_DEBUG_CHILD").is_some() {
         let mut h = debug_heap();

@@ -3,7 +3,9 @@
 //! live blocks overlap, every block is aligned, and every live block still holds its bytes.
 //!
 //! 3 presets (3.8 in debug mode) × 2 policies × 1,707 cases = 10,242 sequences per run by
-//! default; `PROPTEST_CASES=N` sets the number of cases (a few under Miri, many for a soak):
+//! default; under Miri 1 case (6 sequences), shorter and with smaller bursts.
+//! `PROPTEST_CASES=N` sets the number of cases (under Miri, forward it with
+//! `MIRIFLAGS=-Zmiri-env-forward=PROPTEST_CASES`):
 //!
 //! ```text
 //! PROPTEST_CASES=20000 cargo test --release -p pymalloc --test model
@@ -27,12 +29,18 @@ enum Op {
     Sweep(usize, usize),
 }
 
+/// The longest burst: 400 blocks, enough to fill pools and arenas of every preset; under Miri
+/// (an interpreter) 40.
+const MAX_BURST: usize = if cfg!(miri) { 40 } else { 400 };
+/// Operations per sequence: up to 60, under Miri up to 12.
+const MAX_OPS: usize = if cfg!(miri) { 12 } else { 60 };
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0usize..=600).prop_map(Op::Alloc),
         3 => any::<usize>().prop_map(Op::Free),
         2 => (any::<usize>(), 0usize..=600).prop_map(|(i, n)| Op::Realloc(i, n)),
-        1 => (1usize..=600, 1usize..=400).prop_map(|(n, k)| Op::Burst(n, k)),
+        1 => (1usize..=600, 1usize..=MAX_BURST).prop_map(|(n, k)| Op::Burst(n, k)),
         1 => (any::<usize>(), 1usize..=4).prop_map(|(i, s)| Op::Sweep(i, s)),
     ]
 }
@@ -140,14 +148,17 @@ fn configs() -> Vec<(Config, Placement)> {
 /// Set in the child of [`proptest_cases_sets_the_number_of_cases`]: each case says so on stderr.
 const COUNT_CASES: &str = "PYMALLOC_MODEL_COUNT_CASES";
 
-// 1,707 is the default only: the `proptest!` macro applies `PROPTEST_CASES` (and the other
-// `PROPTEST_*` variables) over this config, which `proptest_cases_sets_the_number_of_cases`
-// pins down.
+/// Cases per run: 1,707, or 1 under Miri (an interpreter), unless `PROPTEST_CASES` says.
+fn cases() -> u32 {
+    let default = if cfg!(miri) { 1 } else { 1707 };
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1707, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_sequences_keep_every_invariant(ops in proptest::collection::vec(op(), 1..60)) {
+    fn random_sequences_keep_every_invariant(ops in proptest::collection::vec(op(), 1..MAX_OPS)) {
         if std::env::var_os(COUNT_CASES).is_some() {
             eprintln!("model case");
         }

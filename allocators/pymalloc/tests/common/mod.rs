@@ -20,17 +20,52 @@ pub struct Placed {
     pub pool_size: usize,
     pub maps: usize,
     pub unmaps: usize,
+    /// Under Miri: how far past its allocation's start each arena is placed.
+    offset: usize,
 }
 
 impl Placed {
     pub fn new(placement: Placement, pool_size: usize) -> Self {
-        Placed { placement, pool_size, maps: 0, unmaps: 0 }
+        Placed { placement, pool_size, maps: 0, unmaps: 0, offset: 0 }
     }
 }
 
 // SAFETY: returns fresh zeroed anonymous memory of exactly `size` bytes, page-aligned (and
 // pool-aligned or pool+page as asked, which satisfies any `align` up to a page; for a larger
 // `align` the pool-aligned placement is used); never allocates through the global allocator.
+// Under Miri (no partial munmap) the memory is a zeroed `System` allocation of one pool more,
+// pool-aligned, and the arena starts `offset` bytes into it.
+#[cfg(miri)]
+unsafe impl ArenaSource for Placed {
+    fn map(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        use std::alloc::GlobalAlloc;
+        let layout =
+            std::alloc::Layout::from_size_align(size + self.pool_size, self.pool_size).ok()?;
+        // SAFETY: a non-zero size; `System`, not the global allocator.
+        let raw = NonNull::new(unsafe { std::alloc::System.alloc_zeroed(layout) })?;
+        let offset = match self.placement {
+            Placement::Misaligned if align <= 4096 => 4096,
+            _ => 0,
+        };
+        self.offset = offset; // the heap asks every arena with the same alignment
+        self.maps += 1;
+        // SAFETY: offset + size <= size + pool size: inside the allocation.
+        Some(unsafe { raw.add(offset) })
+    }
+
+    unsafe fn unmap(&mut self, ptr: NonNull<u8>, size: usize) {
+        use std::alloc::GlobalAlloc;
+        self.unmaps += 1;
+        let layout =
+            std::alloc::Layout::from_size_align(size + self.pool_size, self.pool_size).unwrap();
+        let raw = ptr.as_ptr().wrapping_sub(self.offset);
+        // SAFETY: `raw` is the start of the allocation `map` made with this layout.
+        unsafe { std::alloc::System.dealloc(raw, layout) };
+    }
+}
+
+// SAFETY: as above, natively.
+#[cfg(not(miri))]
 unsafe impl ArenaSource for Placed {
     fn map(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let slack = 2 * self.pool_size;
