@@ -110,6 +110,7 @@ fn one_changed_byte_of_the_size_word_is_reported_not_a_wild_read() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri cannot map PROT_NONE memory")]
 fn a_pointer_into_a_prot_none_mapping_is_not_allocated() {
     let mut h = debug_heap();
     let keep = h.alloc(32);

@@ -586,9 +586,8 @@ pub fn render(r: &CpythonResults, docs: &Path) -> Result<()> {
     write_file(&docs.join("cpython.md"), &md)
 }
 
-/// The scenarios drawn on the pool timelines (six, one colour each; the table has all nine).
-const CHARTED: [&str; 6] =
-    ["open-idle", "close-join", "del-gc", "parent-exits", "killed-idle", "killed-busy"];
+/// The scenarios drawn on the pool timelines: all of them, one colour each.
+const CHARTED: [&str; pool::SCENARIOS.len()] = pool::SCENARIOS;
 
 const INTRO: &str = "\
 The other pages answer with Rust processes and a model of pymalloc. This one runs the CPython \

@@ -129,13 +129,19 @@ pub fn write_file(path: &Path, contents: &str) -> Result<()> {
 /// A stable colour per allocator name (and a fallback cycle for anything else), so every chart
 /// draws the same allocator in the same colour.
 pub fn series_color(label: &str, index: usize) -> (u8, u8, u8) {
-    const CYCLE: [(u8, u8, u8); 6] = [
+    // Ten colours that stay apart from each other (the "category 10" palette), so a chart of
+    // up to ten series (seven interpreters, nine pool scenarios) never repeats one.
+    const CYCLE: [(u8, u8, u8); 10] = [
         (0x1f, 0x77, 0xb4),
         (0xff, 0x7f, 0x0e),
         (0x2c, 0xa0, 0x2c),
         (0xd6, 0x27, 0x28),
         (0x94, 0x67, 0xbd),
         (0x8c, 0x56, 0x4b),
+        (0xe3, 0x77, 0xc2),
+        (0x7f, 0x7f, 0x7f),
+        (0xbc, 0xbd, 0x22),
+        (0x17, 0xbe, 0xcf),
     ];
     let name = label.split_whitespace().next().unwrap_or("");
     match name {
