@@ -25,6 +25,8 @@ pub enum Command {
     Exit(crate::exit::ExitArgs),
     /// Memory held by worker-process pools, closed properly or not.
     Pool(crate::pool::PoolArgs),
+    /// Record a Python program's calls into pymalloc; replay them on the model and other allocators.
+    Trace(crate::trace::TraceArgs),
     /// Turn criterion's results into docs/benchmarks.md.
     BenchReport(crate::bench_report::BenchReportArgs),
     /// Internal: a child process running one measurement.
@@ -60,6 +62,7 @@ pub fn main() -> i32 {
         Command::Exit(a) => crate::exit::run(&a),
         Command::Pool(a) => crate::pool::run(&a),
         Command::BenchReport(a) => crate::bench_report::run(&a),
+        Command::Trace(a) => crate::trace::run(&a),
         Command::Worker(Worker::Retention(a)) => crate::retention::run_worker(&a),
         Command::Worker(Worker::Exit(a)) => crate::exit::run_worker(&a),
         Command::Worker(Worker::Pool(a)) => crate::pool::run_worker(&a),

@@ -1,0 +1,1 @@
+//! The seed workloads recorded by `arenalab report`, and docs/trace.md.
