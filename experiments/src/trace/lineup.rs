@@ -233,7 +233,7 @@ pub fn run_child(args: &ChildArgs) -> Result<()> {
                 i += 2;
             }
             op::FREE => {
-                let (p, size) = core::mem::replace(&mut slots[s], (0, 0));
+                let (p, size) = core::mem::take(&mut slots[s]);
                 if p != 0 {
                     // SAFETY: the slot's live block, allocated with `layout(size)`, freed once.
                     unsafe { a.dealloc(p as *mut u8, layout(size)) };
