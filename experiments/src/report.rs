@@ -43,7 +43,7 @@ fn step(n: usize, of: usize, what: &str) {
 pub fn run(args: &ReportArgs) -> Result<()> {
     let docs = docs_dir(&args.docs)?;
     let started = Instant::now();
-    let total = 6;
+    let total = 7;
     let command = "arenalab report";
 
     step(1, total, "retention: what each allocator keeps after free (one child per run)");
@@ -65,7 +65,11 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let t = crate::tour::measure(command)?;
     results::save(&docs, "pymalloc", &t)?;
 
-    step(5, total, "benchmarks: reading criterion's results");
+    step(5, total, "traces: real CPython runs recorded, replayed on the model and the allocators");
+    let tr = crate::trace::page::measure(command)?;
+    results::save(&docs, "trace", &tr)?;
+
+    step(6, total, "benchmarks: reading criterion's results");
     let bench_args = crate::bench_report::BenchReportArgs {
         criterion_dir: args.criterion_dir.clone(),
         ..Default::default()
@@ -80,7 +84,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         ),
     }
 
-    step(6, total, "rendering docs/ from the results");
+    step(7, total, "rendering docs/ from the results");
     let written = render_all(&docs)?;
     eprintln!(
         "done in {:.0} s: {} pages in {}",
@@ -123,6 +127,11 @@ pub fn render_all(docs: &Path) -> Result<Vec<PathBuf>> {
     if let Some(t) = &tour {
         crate::tour::render(t, docs)?;
         written.push(docs.join("pymalloc.md"));
+    }
+    let trace: Option<crate::trace::page::TraceResults> = results::load(docs, "trace")?;
+    if let Some(t) = &trace {
+        crate::trace::page::render(t, docs)?;
+        written.push(docs.join("trace.md"));
     }
     let bench: Option<crate::bench_report::BenchResults> = results::load(docs, "benchmarks")?;
     if let Some(b) = &bench {

@@ -498,6 +498,10 @@ fn index_page(r: &Results, claims: &[(&'static str, Option<Verdict>); 3]) -> Str
             "how pymalloc works: blocks, pools, arenas, the arena order, with pictures of the model",
         ),
         ("benchmarks.md", "speed: the allocators compared in criterion benchmarks, as ratios"),
+        (
+            "trace.md",
+            "the evidence that the model is CPython's behaviour: real interpreters' calls replayed on it, every counter equal at every mark; the same programs on the four allocators",
+        ),
     ];
     for (p, what) in pages {
         let _ = writeln!(md, "- [{p}]({p}): {what}");

@@ -11,7 +11,7 @@
 
 use super::program::{Program, op};
 use crate::error::{Error, Result};
-use lineup::{Allocator, AllocatorStats};
+use lineup::Allocator;
 use serde::{Deserialize, Serialize};
 use std::alloc::Layout as AllocLayout;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ pub struct ChildArgs {
     /// The compiled ops (written by the parent).
     #[arg(long)]
     pub ops: PathBuf,
-    /// The allocator under test.
+    /// The allocator under test: system, mimalloc, jemalloc, or pymalloc:LAYOUT.
     #[arg(long)]
     pub allocator: String,
 }
@@ -32,9 +32,9 @@ pub struct ChildArgs {
 pub struct AllocatorMark {
     /// The mark's label.
     pub label: String,
-    /// Resident set size of the child (`smaps_rollup` Rss).
+    /// Resident set size of the child (`smaps_rollup` Rss), less the replayer's slot array.
     pub rss_bytes: u64,
-    /// Resident anonymous memory of the child.
+    /// Resident anonymous memory of the child, less the replayer's slot array.
     pub anon_bytes: u64,
     /// What the allocator says it hands out.
     pub in_use_bytes: Option<u64>,
@@ -49,17 +49,17 @@ pub struct AllocatorReplay {
     pub allocator: String,
     /// Seconds the child took.
     pub seconds: f64,
-    /// Resident memory of the child before the first call.
-    pub baseline_rss_bytes: u64,
+    /// Resident anonymous memory of the child before the first call.
+    pub baseline_anon_bytes: u64,
     /// One entry per mark.
     pub marks: Vec<AllocatorMark>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct ChildReport {
-    baseline_rss_bytes: u64,
+    baseline_anon_bytes: u64,
     seconds: f64,
-    marks: Vec<(u64, u64, AllocatorStats)>,
+    marks: Vec<(u64, u64, Option<u64>, Option<u64>)>,
 }
 
 /// Writes `p`'s ops to a temporary file: slot count, op count, ops (little-endian `u64`).
@@ -79,12 +79,13 @@ fn write_ops(p: &Program) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Replays `p` on `allocator` in a fresh child.
-pub fn replay_program(p: &Program, allocator: Allocator) -> Result<AllocatorReplay> {
+/// Replays `p` in a fresh child on `allocator`: `system`, `mimalloc`, `jemalloc`, or
+/// `pymalloc:LAYOUT` (the model, with real memory, measured like the others).
+pub fn replay_program(p: &Program, allocator: &str) -> Result<AllocatorReplay> {
     let ops = write_ops(p)?;
     let exe = std::env::current_exe().map_err(Error::failed("finding arenalab's binary"))?;
     let report: Result<ChildReport> = crate::procs::Spawn::program(exe)
-        .args(["trace", "replay-child", "--allocator", allocator.name(), "--ops"])
+        .args(["trace", "replay-child", "--allocator", allocator, "--ops"])
         .arg(&ops)
         .run_json();
     let _ = std::fs::remove_file(&ops);
@@ -93,18 +94,18 @@ pub fn replay_program(p: &Program, allocator: Allocator) -> Result<AllocatorRepl
         .marks
         .into_iter()
         .zip(&p.marks)
-        .map(|((rss, anon, s), m)| AllocatorMark {
+        .map(|((rss, anon, in_use, held), m)| AllocatorMark {
             label: m.label.clone(),
             rss_bytes: rss,
             anon_bytes: anon,
-            in_use_bytes: s.in_use_bytes,
-            held_bytes: s.held_bytes,
+            in_use_bytes: in_use,
+            held_bytes: held,
         })
         .collect();
     Ok(AllocatorReplay {
-        allocator: allocator.name().to_string(),
+        allocator: allocator.to_string(),
         seconds: report.seconds,
-        baseline_rss_bytes: report.baseline_rss_bytes,
+        baseline_anon_bytes: report.baseline_anon_bytes,
         marks,
     })
 }
@@ -161,6 +162,20 @@ impl Mapping {
     }
 }
 
+const PAGE: usize = 4096;
+
+impl Mapping {
+    /// Bytes of this mapping resident now (`mincore`); `vec` has one byte per page.
+    fn resident(&self, vec: &mut [u8]) -> u64 {
+        // SAFETY: the range is our own mapping and `vec` has one entry per page of it.
+        let rc = unsafe { libc::mincore(self.ptr.cast(), self.len, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return 0;
+        }
+        vec.iter().filter(|&&b| b & 1 != 0).count() as u64 * PAGE as u64
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: our own mapping, unmapped once.
@@ -168,11 +183,89 @@ impl Drop for Mapping {
     }
 }
 
+/// What the replay child allocates through: one of the lineup's allocators, or the pymalloc
+/// model with the trace's layout (its blocks and arenas real memory, like the others').
+trait Target {
+    fn alloc(&mut self, size: usize, zeroed: bool) -> *mut u8;
+    /// # Safety
+    /// `p` is null or a live block of this target allocated with `old` bytes.
+    unsafe fn realloc(&mut self, p: *mut u8, old: usize, size: usize) -> *mut u8;
+    /// # Safety
+    /// `p` is a live block of this target allocated with `size` bytes.
+    unsafe fn free(&mut self, p: *mut u8, size: usize);
+    /// (in use, held) as the allocator reports them.
+    fn stats(&self) -> (Option<u64>, Option<u64>);
+}
+
+fn layout(size: usize) -> AllocLayout {
+    AllocLayout::from_size_align(size.max(1), 16).expect("a size below isize::MAX is valid")
+}
+
+struct Lineup(Allocator);
+
+impl Target for Lineup {
+    fn alloc(&mut self, size: usize, zeroed: bool) -> *mut u8 {
+        let a = self.0.global();
+        // SAFETY: a non-zero-size layout.
+        unsafe { if zeroed { a.alloc_zeroed(layout(size)) } else { a.alloc(layout(size)) } }
+    }
+    unsafe fn realloc(&mut self, p: *mut u8, old: usize, size: usize) -> *mut u8 {
+        if p.is_null() {
+            return self.alloc(size, false);
+        }
+        // SAFETY: caller contract: `p` is live, allocated with `layout(old)`.
+        unsafe { self.0.global().realloc(p, layout(old), size.max(1)) }
+    }
+    unsafe fn free(&mut self, p: *mut u8, size: usize) {
+        // SAFETY: caller contract.
+        unsafe { self.0.global().dealloc(p, layout(size)) }
+    }
+    fn stats(&self) -> (Option<u64>, Option<u64>) {
+        let s = self.0.stats();
+        (s.in_use_bytes, s.held_bytes)
+    }
+}
+
+struct Model(pymalloc::Heap);
+
+impl Target for Model {
+    fn alloc(&mut self, size: usize, zeroed: bool) -> *mut u8 {
+        let p = self.0.alloc(size);
+        if zeroed && !p.is_null() {
+            // SAFETY: a fresh block of at least `size` bytes.
+            unsafe { p.write_bytes(0, size) };
+        }
+        p
+    }
+    unsafe fn realloc(&mut self, p: *mut u8, _old: usize, size: usize) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe { self.0.realloc(p, size) }
+    }
+    unsafe fn free(&mut self, p: *mut u8, _size: usize) {
+        // SAFETY: caller contract.
+        unsafe { self.0.free(p) }
+    }
+    fn stats(&self) -> (Option<u64>, Option<u64>) {
+        let s = self.0.stats();
+        let raw = s.raw_bytes_current as u64;
+        (Some(s.bytes_in_allocated_blocks as u64 + raw), Some(s.arena_bytes() as u64 + raw))
+    }
+}
+
 /// The replay child: runs the ops on one allocator and prints one JSON line.
 pub fn run_child(args: &ChildArgs) -> Result<()> {
     crate::procs::die_with_parent();
-    let allocator = Allocator::from_name(&args.allocator)
-        .ok_or_else(|| Error::Failed(format!("unknown allocator {:?}", args.allocator)))?;
+    let mut target: Box<dyn Target> = match Allocator::from_name(&args.allocator) {
+        Some(Allocator::Pymalloc) | None => {
+            let l = args
+                .allocator
+                .strip_prefix("pymalloc:")
+                .and_then(pymalloc::Layout::from_name)
+                .ok_or_else(|| Error::Failed(format!("unknown allocator {:?}", args.allocator)))?;
+            Box::new(Model(pymalloc::Heap::new(l.config())))
+        }
+        Some(a) => Box::new(Lineup(a)),
+    };
     let file = Mapping::file(&args.ops)?;
     // SAFETY: the mapping is at least 16 bytes, page-aligned, and holds u64 words.
     let words: &[u64] =
@@ -185,10 +278,9 @@ pub fn run_child(args: &ChildArgs) -> Result<()> {
         unsafe { core::slice::from_raw_parts_mut(slots_map.ptr.cast(), slots_n) };
     let marks_n = ops.iter().filter(|w| *w & 7 == op::MARK).count();
     let mut marks = Vec::with_capacity(marks_n);
-    let a = allocator.global();
-    let baseline = crate::measure::this_process()?.rss_bytes;
+    let mut residency = vec![0u8; slots_map.len.div_ceil(PAGE)];
+    let baseline = crate::measure::this_process()?.anon_bytes;
     let started = std::time::Instant::now();
-    let layout = |size: usize| AllocLayout::from_size_align(size.max(1), 16).expect("valid");
     let mut i = 0;
     while i < ops.len() {
         let w = ops[i];
@@ -196,32 +288,22 @@ pub fn run_child(args: &ChildArgs) -> Result<()> {
         match w & 7 {
             op::ALLOC | op::CALLOC => {
                 let size = ops[i + 1] as usize;
-                // SAFETY: a non-zero-size layout; the block is written within its size.
-                let p = unsafe {
-                    if w & 7 == op::CALLOC {
-                        a.alloc_zeroed(layout(size))
-                    } else {
-                        let p = a.alloc(layout(size));
-                        if !p.is_null() {
-                            p.write_bytes(0xA5, size);
-                        }
-                        p
-                    }
-                };
+                let zeroed = w & 7 == op::CALLOC;
+                let p = target.alloc(size, zeroed);
+                if !p.is_null() && !zeroed {
+                    // SAFETY: a fresh block of at least `size` bytes.
+                    unsafe { p.write_bytes(0xA5, size) };
+                }
                 slots[s] = (p as usize, size);
                 i += 2;
             }
             op::REALLOC => {
                 let size = ops[i + 1] as usize;
                 let (old, old_size) = slots[s];
-                // SAFETY: the slot holds null or a live block of this allocator allocated with
-                // `layout(old_size)`; the new part of the block is written within its size.
+                // SAFETY: the slot holds null or a live block of this target of `old_size`
+                // bytes; the grown part of the new block is written within its size.
                 let p = unsafe {
-                    let p = if old == 0 {
-                        a.alloc(layout(size))
-                    } else {
-                        a.realloc(old as *mut u8, layout(old_size), size.max(1))
-                    };
+                    let p = target.realloc(old as *mut u8, old_size, size);
                     if !p.is_null() && size > old_size {
                         p.add(old_size).write_bytes(0xA5, size - old_size);
                     }
@@ -235,21 +317,29 @@ pub fn run_child(args: &ChildArgs) -> Result<()> {
             op::FREE => {
                 let (p, size) = core::mem::take(&mut slots[s]);
                 if p != 0 {
-                    // SAFETY: the slot's live block, allocated with `layout(size)`, freed once.
-                    unsafe { a.dealloc(p as *mut u8, layout(size)) };
+                    // SAFETY: the slot's live block of `size` bytes, freed once.
+                    unsafe { target.free(p as *mut u8, size) };
                 }
                 i += 1;
             }
             op::ARENA => i += 1,
             _ => {
                 let m = crate::measure::this_process()?;
-                marks.push((m.rss_bytes, m.anon_bytes, allocator.stats()));
+                let (in_use, held) = target.stats();
+                // The slot array is this replayer's bookkeeping, not the allocator's memory.
+                let own = slots_map.resident(&mut residency);
+                marks.push((
+                    m.rss_bytes.saturating_sub(own),
+                    m.anon_bytes.saturating_sub(own),
+                    in_use,
+                    held,
+                ));
                 i += 1;
             }
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let report = ChildReport { baseline_rss_bytes: baseline, seconds, marks };
+    let report = ChildReport { baseline_anon_bytes: baseline, seconds, marks };
     println!("{}", serde_json::to_string(&report).expect("serialises"));
     Ok(())
 }
