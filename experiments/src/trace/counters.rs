@@ -3,17 +3,22 @@
 //!
 //! ```
 //! use arenalab::trace::counters::Counters;
-//! let text = "Small block threshold = 512, in 32 size classes.\n\n\
-//! class   size   num pools   blocks in use  avail blocks\n\
-//! -----   ----   ---------   -------------  ------------\n\
-//!     1     32           1             300           210\n\n\
-//! # arenas allocated total           =                    2\n\
-//! # arenas reclaimed                 =                    1\n\
-//! # arenas highwater mark            =                    2\n\
-//! # arenas allocated current         =                    1\n\
-//! 63 unused pools * 16384 bytes      =            1,032,192\n\
-//! # bytes lost to arena alignment    =                    0\n";
-//! let c = Counters::parse(text).unwrap();
+//! let text = [
+//!     "Small block threshold = 512, in 32 size classes.",
+//!     "",
+//!     "class   size   num pools   blocks in use  avail blocks",
+//!     "-----   ----   ---------   -------------  ------------",
+//!     "    1     32           1             300           210",
+//!     "",
+//!     "# arenas allocated total           =                    2",
+//!     "# arenas reclaimed                 =                    1",
+//!     "# arenas highwater mark            =                    2",
+//!     "# arenas allocated current         =                    1",
+//!     "63 unused pools * 16384 bytes      =            1,032,192",
+//!     "# bytes lost to arena alignment    =                    0",
+//! ]
+//! .join("\n");
+//! let c = Counters::parse(&text).unwrap();
 //! assert_eq!((c.arenas_total, c.arenas_current, c.unused_pools), (2, 1, 63));
 //! assert_eq!(c.classes[0].blocks_in_use, 300);
 //! ```

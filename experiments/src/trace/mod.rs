@@ -15,7 +15,7 @@
 //! ```
 //!
 //! * [`record`]: embedding the interpreter, the wrappers, the marks.
-//! * [`format`]: the trace file (versioned; header, then 3–6 bytes per call).
+//! * [`format`](mod@format): the trace file (versioned; header, then 3–6 bytes per call).
 //! * [`program`]: a trace compiled to slot numbers, replayable without a hash table.
 //! * [`replay`]: the model replay and the comparison; [`counters`]: the counters compared.
 //! * [`lineup`]: the same calls on the other allocators, each in a fresh child.

@@ -36,7 +36,7 @@ impl ReplaySource {
 }
 
 // SAFETY: `map` returns a fresh anonymous mapping of exactly `size` bytes (the over-mapped head
-// and tail are unmapped) at an address that is a multiple of PAGE and hence of `align` whenever
+// and tail, both inside the mapping since it is `span + offset` bytes longer, are unmapped) at an address that is a multiple of PAGE and hence of `align` whenever
 // the heap asks for PAGE alignment; for larger `align` the offset is 0 (aligned). It never
 // allocates: popping from a VecDeque frees nothing and allocates nothing.
 unsafe impl ArenaSource for ReplaySource {
@@ -44,7 +44,8 @@ unsafe impl ArenaSource for ReplaySource {
         let offset = self.offsets.borrow_mut().pop_front().unwrap_or(0) % self.pool_size;
         let offset = if align > pymalloc::os::PAGE { 0 } else { offset };
         let span = self.pool_size.max(align);
-        let total = size + span;
+        // `base` is at most `span - PAGE` past the start and the arena starts `offset` after it.
+        let total = size + span + offset;
         // SAFETY: an anonymous private mapping at an address the kernel chooses.
         let p = unsafe {
             libc::mmap(
