@@ -288,3 +288,26 @@ fn other_allocators_replay_in_children_and_report_every_mark() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown allocator"));
 }
+
+#[test]
+fn a_forked_child_of_the_script_leaves_the_trace_alone() {
+    let Some(_) = python3("a_forked_child_of_the_script_leaves_the_trace_alone") else { return };
+    let script = tmp("forks.py");
+    std::fs::write(
+        &script,
+        "import os, arenalab_trace\nx = [float(i) for i in range(20000)]\n\
+         arenalab_trace.mark('before fork')\npid = os.fork()\nif pid == 0:\n\
+         \x20   y = [str(i) for i in range(50000)]\n\x20   arenalab_trace.mark('in the child')\n\
+         \x20   raise SystemExit(0)\nos.waitpid(pid, 0)\ndel x\narenalab_trace.mark('after')\n",
+    )
+    .unwrap();
+    let trace = tmp("forks.trace");
+    let out =
+        run(&["trace", "record", "-o", trace.to_str().unwrap(), "--", script.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (code, v) = replay_json(&trace, &[]);
+    let labels: Vec<_> =
+        v["marks"].as_array().unwrap().iter().map(|m| m["label"].clone()).collect();
+    assert_eq!(labels, ["before fork", "after"]);
+    assert_eq!(code, 0, "{v}");
+}

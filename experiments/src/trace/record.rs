@@ -240,6 +240,15 @@ static WRITER: Writer = Writer {
 /// report and after the interpreter's main returned).
 static RECORDING: AtomicBool = AtomicBool::new(false);
 
+/// Set in a child forked by the script (`os.fork`, `multiprocessing`): it records nothing and
+/// never writes to the parent's trace, whose unflushed buffer it inherited.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn after_fork_in_child() {
+    FORKED.store(true, Ordering::Relaxed);
+    RECORDING.store(false, Ordering::Relaxed);
+}
+
 impl Writer {
     #[inline(always)]
     fn with<R>(&self, f: impl FnOnce(&mut WriterState) -> R) -> R {
@@ -403,6 +412,9 @@ static STATS: StatsBuf = StatsBuf(UnsafeCell::new([0; STATS_MAX]));
 /// the recorder embedded.
 pub unsafe extern "C" fn mark(label: *const c_char) {
     let Some(api) = API.get() else { return };
+    if FORKED.load(Ordering::Relaxed) {
+        return;
+    }
     let label: &[u8] = if label.is_null() {
         b""
     } else {
@@ -461,7 +473,7 @@ pub unsafe extern "C" fn mark(label: *const c_char) {
         w.flush();
         w.write_all(text);
     });
-    RECORDING.store(true, Ordering::Relaxed);
+    RECORDING.store(!FORKED.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// Arguments of the hidden `arenalab trace record-child`.
@@ -605,6 +617,8 @@ pub fn record_child(args: &ChildArgs) -> i32 {
         set_allocator(PYMEM_DOMAIN_MEM, MEM.wrapped.get());
         set_allocator(PYMEM_DOMAIN_OBJ, OBJ.wrapped.get());
     }
+    // SAFETY: registering a handler that only stores two atomics, safe in a forked child.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     RECORDING.store(true, Ordering::Relaxed);
 
     let cargs: Vec<std::ffi::CString> = args
@@ -617,6 +631,10 @@ pub fn record_child(args: &ChildArgs) -> i32 {
     // SAFETY: argv is a NULL-terminated array of valid C strings that outlive the call.
     let status = unsafe { bytes_main(cargs.len() as c_int, argv.as_mut_ptr()) };
     RECORDING.store(false, Ordering::Relaxed);
+    if FORKED.load(Ordering::Relaxed) {
+        // A forked child of the script that returned through main: the trace is the parent's.
+        return status;
+    }
     let failed = WRITER.with(|w| {
         let mut e = w.encoder(16);
         e.end(status);
