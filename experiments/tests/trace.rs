@@ -92,6 +92,9 @@ fn seed_workloads_replay_equal_at_every_mark() {
             assert_eq!(mark["real"], mark["model"], "{workload}");
         }
         assert_eq!(code, 0, "{workload}");
+        // Every block landed in the same arena (by order of mapping) at the same offset.
+        assert!(v["placed"].as_u64().unwrap() >= n as u64, "{workload}");
+        assert_eq!(v["misplaced"], 0, "{workload}: {}", v["first_misplaced"]);
         // The seed really exercises pymalloc: arenas were mapped and some given back.
         let last = &m[m.len() - 1]["real"];
         assert!(last["arenas_total"].as_u64().unwrap() > 1, "{workload}: {last}");
@@ -116,6 +119,10 @@ fn negative_controls_are_reported_different() {
         assert!(!differ.is_empty(), "{extra:?} went undetected");
         assert!(!differ[0]["differences"].as_array().unwrap().is_empty());
         assert_eq!(code, 1, "{extra:?}");
+        if extra[0] == "--preset" {
+            // Another geometry puts blocks at other offsets from the first one on.
+            assert!(v["misplaced"].as_u64().unwrap() > 0);
+        }
     }
     // And the unchanged replay of the same trace is equal, so the controls are the cause.
     let (code, _) = replay_json(&trace, &[]);

@@ -295,7 +295,7 @@ pub fn run_child(args: &ChildArgs) -> Result<()> {
                     unsafe { p.write_bytes(0xA5, size) };
                 }
                 slots[s] = (p as usize, size);
-                i += 2;
+                i += 3;
             }
             op::REALLOC => {
                 let size = ops[i + 1] as usize;
@@ -312,7 +312,7 @@ pub fn run_child(args: &ChildArgs) -> Result<()> {
                 if !p.is_null() {
                     slots[s] = (p as usize, size);
                 }
-                i += 2;
+                i += 3;
             }
             op::FREE => {
                 let (p, size) = core::mem::take(&mut slots[s]);

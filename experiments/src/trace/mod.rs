@@ -290,6 +290,14 @@ fn print_tables(out: &ReplayOutput) {
         m.calls,
         m.seconds
     );
+    println!(
+        "placement: {} blocks compared with the interpreter's (arena by order of mapping, offset \
+         in it); {} elsewhere",
+        m.placed, m.misplaced
+    );
+    if let Some(f) = &m.first_misplaced {
+        println!("  first: {f}");
+    }
     if out.status != 0 {
         println!("the script exited with status {}: the trace ends there", out.status);
     }

@@ -274,6 +274,9 @@ pub fn render(r: &TraceResults, docs: &Path) -> Result<()> {
         .flat_map(|w| &w.model.marks)
         .filter(|m| m.equal)
         .count();
+    let placed: u64 = r.versions.iter().flat_map(|v| &v.workloads).map(|w| w.model.placed).sum();
+    let misplaced: u64 =
+        r.versions.iter().flat_map(|v| &v.workloads).map(|w| w.model.misplaced).sum();
     if r.versions.is_empty() {
         md.push_str(
             "**No CPython 3.8 or newer with a shared libpython was found on this machine.**\n\n",
@@ -288,14 +291,29 @@ pub fn render(r: &TraceResults, docs: &Path) -> Result<()> {
             WORKLOADS.len(),
             if equal == marks { ": the model reproduces every counter of every run" } else { "" }
         );
+        let _ = writeln!(
+            md,
+            "**{} of {} blocks placed alike**: {}.\n",
+            group_digits(placed - misplaced),
+            group_digits(placed),
+            if misplaced == 0 {
+                "each block the model handed out lies in the same arena, at the same offset, as \
+                 the block the interpreter handed out for the same call"
+            } else {
+                "some blocks lie elsewhere in the model than in the interpreter"
+            }
+        );
     }
     md.push_str("## Real against model, per interpreter\n\n");
     md.push_str(
         "The seed workloads (`experiments/python/trace_seed.py`): floats and ints allocated, every \
          other one deleted, half refilled, all deleted, `gc.collect()`; survivors kept spread \
          (every 64th) or packed (the first 1/64); a mix of dicts, tuples, strings and bytes of \
-         1–600 B. Each cell is the interpreter's figure; a bold `a ≠ b` would be the \
-         interpreter's and the model's where they differ.\n\n",
+         1–600 B. *Blocks placed alike*: every block the interpreter handed out, compared \
+         with the model's for the same call: the same arena (by order of mapping) at the same \
+         offset, or outside every arena on both sides. In the tables per mark, each cell is the \
+         interpreter's figure; a bold `a ≠ b` would be the interpreter's and the model's where \
+         they differ.\n\n",
     );
     let mut summary = Vec::new();
     for v in &r.versions {
@@ -306,6 +324,11 @@ pub fn render(r: &TraceResults, docs: &Path) -> Result<()> {
                 format!("{} × {}", w.workload, group_digits(w.objects as u64)),
                 group_digits(w.calls),
                 format!("{eq} of {}", w.model.marks.len()),
+                format!(
+                    "{} of {}",
+                    group_digits(w.model.placed - w.model.misplaced),
+                    group_digits(w.model.placed)
+                ),
             ]);
         }
     }

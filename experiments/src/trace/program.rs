@@ -9,15 +9,20 @@
 //!
 //! | op | words |
 //! |---|---|
-//! | alloc | `ALLOC | slot << 3`, size |
-//! | calloc | `CALLOC | slot << 3`, size (nelem × elsize) |
-//! | realloc | `REALLOC | slot << 3`, size (the slot is empty when the call had no block) |
+//! | alloc | `ALLOC | slot << 3`, size, place |
+//! | calloc | `CALLOC | slot << 3`, size (nelem × elsize), place |
+//! | realloc | `REALLOC | slot << 3`, size, place (the slot is empty when the call had no block) |
 //! | free | `FREE | slot << 3` |
 //! | arena mapped | `ARENA | (address mod 2^32) << 3` |
 //! | mark | `MARK | index << 3` |
+//!
+//! *place* is where the interpreter put the block: `rank << 32 | offset`, the rank of its arena
+//! in the order arenas were mapped and the offset inside it, or [`RAW`] for a block outside
+//! every arena (the raw allocator). The model replay checks that its own blocks land at the
+//! same places.
 
 use super::format::{Event, FormatError, Header, Reader, read_header};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Op kinds (low 3 bits of an op's first word).
@@ -35,6 +40,9 @@ pub mod op {
     /// A mark.
     pub const MARK: u64 = 5;
 }
+
+/// The place of a block outside every arena.
+pub const RAW: u64 = u64::MAX;
 
 /// One mark of the trace: its label and the interpreter's report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +93,23 @@ impl Hasher for AddrHasher {
     }
 }
 
+/// Live arenas by start address, with their rank in mapping order.
+pub struct Arenas {
+    /// Start → rank.
+    pub live: BTreeMap<u64, u64>,
+    /// Arena size.
+    pub size: u64,
+}
+
+/// Where `addr` lies: `rank << 32 | offset` in its arena, or [`RAW`].
+#[inline]
+pub fn place(arenas: &Arenas, addr: u64) -> u64 {
+    match arenas.live.range(..=addr).next_back() {
+        Some((&start, &rank)) if addr - start < arenas.size => rank << 32 | (addr - start),
+        _ => RAW,
+    }
+}
+
 /// Why a trace cannot be compiled.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -104,6 +129,7 @@ pub fn compile(data: &[u8]) -> Result<Program, CompileError> {
     let (header, start) = read_header(data)?;
     let arena_size =
         pymalloc::Layout::from_name(&header.layout).map(|l| l.config().arena_size() as u64);
+    let mut real = Arenas { live: BTreeMap::new(), size: arena_size.unwrap_or(0) };
     let mut reader = Reader::with_base(&data[start..], start);
     let mut live: HashMap<u64, u64, BuildHasherDefault<AddrHasher>> = HashMap::default();
     let mut free_slots: Vec<u64> = Vec::new();
@@ -130,7 +156,7 @@ pub fn compile(data: &[u8]) -> Result<Program, CompileError> {
                         let _ = old;
                         unknown += 1;
                     }
-                    ops.extend_from_slice(&[op::ALLOC | s << 3, size]);
+                    ops.extend_from_slice(&[op::ALLOC | s << 3, size, place(&real, result)]);
                 }
             }
             Event::Calloc { nelem, elsize, result, .. } => {
@@ -140,7 +166,11 @@ pub fn compile(data: &[u8]) -> Result<Program, CompileError> {
                     if live.insert(result, s).is_some() {
                         unknown += 1;
                     }
-                    ops.extend_from_slice(&[op::CALLOC | s << 3, nelem.saturating_mul(elsize)]);
+                    ops.extend_from_slice(&[
+                        op::CALLOC | s << 3,
+                        nelem.saturating_mul(elsize),
+                        place(&real, result),
+                    ]);
                 }
             }
             Event::Realloc { ptr, size, result, .. } => {
@@ -159,7 +189,7 @@ pub fn compile(data: &[u8]) -> Result<Program, CompileError> {
                 if live.insert(result, s).is_some() {
                     unknown += 1;
                 }
-                ops.extend_from_slice(&[op::REALLOC | s << 3, size]);
+                ops.extend_from_slice(&[op::REALLOC | s << 3, size, place(&real, result)]);
             }
             Event::Free { ptr, .. } => {
                 calls += 1;
@@ -175,11 +205,14 @@ pub fn compile(data: &[u8]) -> Result<Program, CompileError> {
                 // CPython 3.11+ also takes its frame-stack chunks from the arena allocator
                 // (`_PyObject_VirtualAlloc`); only mappings of the arena size are arenas.
                 if result != 0 && arena_size.is_none_or(|a| a == size) {
+                    real.live.insert(result, arenas);
                     arenas += 1;
                     ops.push(op::ARENA | (result & 0xffff_ffff) << 3);
                 }
             }
-            Event::ArenaFree { .. } => {}
+            Event::ArenaFree { ptr, .. } => {
+                real.live.remove(&ptr);
+            }
             Event::Mark { label, stats } => {
                 ops.push(op::MARK | (marks.len() as u64) << 3);
                 marks.push(MarkText {

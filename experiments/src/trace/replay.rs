@@ -7,11 +7,11 @@
 //! the interpreter's own report.
 
 use super::counters::Counters;
-use super::program::{Program, op};
+use super::program::{Arenas, Program, RAW, op, place};
 use pymalloc::{ArenaPolicy, ArenaSource, Config, ConfigBuilder, Heap, Layout, Preset};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ptr::NonNull;
 use std::rc::Rc;
 
@@ -25,20 +25,38 @@ use std::rc::Rc;
 pub struct ReplaySource {
     pool_size: usize,
     offsets: Rc<RefCell<VecDeque<usize>>>,
+    log: Option<Rc<RefCell<Vec<(usize, bool)>>>>,
 }
 
 impl ReplaySource {
     /// A source for pools of `pool_size` bytes and the queue it takes offsets from.
     pub fn new(pool_size: usize) -> (ReplaySource, Rc<RefCell<VecDeque<usize>>>) {
         let q = Rc::new(RefCell::new(VecDeque::new()));
-        (ReplaySource { pool_size, offsets: q.clone() }, q)
+        (ReplaySource { pool_size, offsets: q.clone(), log: None }, q)
+    }
+
+    /// Also log every mapping `(address, true)` and unmapping `(address, false)` into `log`,
+    /// while it has spare capacity (a full log is not grown: `map` must not allocate).
+    pub fn with_log(mut self, log: Rc<RefCell<Vec<(usize, bool)>>>) -> ReplaySource {
+        self.log = Some(log);
+        self
+    }
+
+    fn note(&self, addr: usize, mapped: bool) {
+        if let Some(log) = &self.log {
+            let mut l = log.borrow_mut();
+            if l.len() < l.capacity() {
+                l.push((addr, mapped));
+            }
+        }
     }
 }
 
 // SAFETY: `map` returns a fresh anonymous mapping of exactly `size` bytes (the over-mapped head
 // and tail, both inside the mapping since it is `span + offset` bytes longer, are unmapped) at an address that is a multiple of PAGE and hence of `align` whenever
 // the heap asks for PAGE alignment; for larger `align` the offset is 0 (aligned). It never
-// allocates: popping from a VecDeque frees nothing and allocates nothing.
+// allocates: popping from a VecDeque frees nothing and allocates nothing, and the log is only
+// pushed to within its capacity.
 unsafe impl ArenaSource for ReplaySource {
     fn map(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let offset = self.offsets.borrow_mut().pop_front().unwrap_or(0) % self.pool_size;
@@ -73,10 +91,12 @@ unsafe impl ArenaSource for ReplaySource {
                 libc::munmap((at + size) as *mut libc::c_void, tail);
             }
         }
+        self.note(at, true);
         NonNull::new(at as *mut u8)
     }
 
     unsafe fn unmap(&mut self, ptr: NonNull<u8>, size: usize) {
+        self.note(ptr.as_ptr() as usize, false);
         // SAFETY: the caller passes back one whole mapping made by `map`.
         unsafe { libc::munmap(ptr.as_ptr().cast(), size) };
     }
@@ -146,6 +166,16 @@ pub struct ModelReplay {
     pub seconds: f64,
     /// One entry per mark.
     pub marks: Vec<MarkResult>,
+    /// Blocks whose place was compared: same arena (by rank of mapping) and same offset as
+    /// the interpreter's, or outside every arena on both sides.
+    #[serde(default)]
+    pub placed: u64,
+    /// Of those, blocks the model put elsewhere.
+    #[serde(default)]
+    pub misplaced: u64,
+    /// The first of them, described.
+    #[serde(default)]
+    pub first_misplaced: Option<String>,
 }
 
 impl ModelReplay {
@@ -159,7 +189,37 @@ impl ModelReplay {
 pub fn replay_model(p: &Program, layout_name: &str, config: Config) -> ModelReplay {
     let started = std::time::Instant::now();
     let (source, queue) = ReplaySource::new(config.pool_size());
-    let mut heap = Heap::with_source(config, source);
+    let log = Rc::new(RefCell::new(Vec::with_capacity(2 * p.arenas as usize + 64)));
+    let mut heap = Heap::with_source(config, source.with_log(log.clone()));
+    // The model's arenas by start, with their rank in mapping order, from the source's log.
+    let mut model = Arenas { live: BTreeMap::new(), size: config.arena_size() as u64 };
+    let (mut logged, mut rank) = (0usize, 0u64);
+    let (mut placed, mut misplaced) = (0u64, 0u64);
+    let mut first_misplaced = None;
+    let mut check = |m: *mut u8, want: u64, model: &mut Arenas, i: usize| {
+        let l = log.borrow();
+        for &(a, mapped) in &l[logged..] {
+            if mapped {
+                model.live.insert(a as u64, rank);
+                rank += 1;
+            } else {
+                model.live.remove(&(a as u64));
+            }
+        }
+        logged = l.len();
+        let got = place(model, m as u64);
+        placed += 1;
+        if got != want {
+            misplaced += 1;
+            if first_misplaced.is_none() {
+                first_misplaced = Some(format!(
+                    "op {i}: the interpreter's block at {}, the model's at {}",
+                    describe(want),
+                    describe(got)
+                ));
+            }
+        }
+    };
     let mut slots: Vec<*mut u8> = vec![core::ptr::null_mut(); p.slots];
     let mut marks = Vec::with_capacity(p.marks.len());
     let ops = &p.ops;
@@ -169,8 +229,10 @@ pub fn replay_model(p: &Program, layout_name: &str, config: Config) -> ModelRepl
         let arg = (w >> 3) as usize;
         match w & 7 {
             op::ALLOC | op::CALLOC => {
-                slots[arg] = heap.alloc(ops[i + 1] as usize);
-                i += 2;
+                let b = heap.alloc(ops[i + 1] as usize);
+                slots[arg] = b;
+                check(b, ops[i + 2], &mut model, i);
+                i += 3;
             }
             op::REALLOC => {
                 let old = slots[arg];
@@ -180,7 +242,8 @@ pub fn replay_model(p: &Program, layout_name: &str, config: Config) -> ModelRepl
                 if !new.is_null() {
                     slots[arg] = new;
                 }
-                i += 2;
+                check(new, ops[i + 2], &mut model, i);
+                i += 3;
             }
             op::FREE => {
                 let b = core::mem::replace(&mut slots[arg], core::ptr::null_mut());
@@ -194,23 +257,24 @@ pub fn replay_model(p: &Program, layout_name: &str, config: Config) -> ModelRepl
             }
             _ => {
                 let m = &p.marks[arg];
-                let model = Counters::from_model(&heap.stats());
+                let counters = Counters::from_model(&heap.stats());
                 let real = Counters::parse(&m.stats);
                 let differences = match &real {
-                    Some(r) => r.differences(&model),
+                    Some(r) => r.differences(&counters),
                     None => vec![("interpreter report unreadable".into(), 0, 0)],
                 };
                 marks.push(MarkResult {
                     label: m.label.clone(),
                     equal: differences.is_empty(),
                     real,
-                    model,
+                    model: counters,
                     differences,
                 });
                 i += 1;
             }
         }
     }
+    drop(check);
     ModelReplay {
         layout: layout_name.to_string(),
         policy: config.policy().name().to_string(),
@@ -218,5 +282,16 @@ pub fn replay_model(p: &Program, layout_name: &str, config: Config) -> ModelRepl
         calls: p.calls,
         seconds: started.elapsed().as_secs_f64(),
         marks,
+        placed,
+        misplaced,
+        first_misplaced,
+    }
+}
+
+fn describe(place: u64) -> String {
+    if place == RAW {
+        "outside every arena".into()
+    } else {
+        format!("arena #{} offset {}", place >> 32, place & 0xffff_ffff)
     }
 }
