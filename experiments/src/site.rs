@@ -286,6 +286,7 @@ fn claims_page(r: &Results, claims: &[(&'static str, Option<Verdict>); 3]) -> Op
          claims. Each verdict below is computed from the measurements, not written by hand; the \
          linked pages hold every figure.\n\n",
     );
+    md.push_str("The pymalloc figures come from a model of CPython's allocator; [trace.md](trace.md) is the evidence that the model is CPython's behaviour: real interpreters' calls replayed on it give the interpreters' own counters at every mark.\n\n");
     for (claim, verdict) in claims {
         let _ = write!(md, "## {claim}\n\n");
         match verdict {
