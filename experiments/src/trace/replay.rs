@@ -25,8 +25,11 @@ use std::rc::Rc;
 pub struct ReplaySource {
     pool_size: usize,
     offsets: Rc<RefCell<VecDeque<usize>>>,
-    log: Option<Rc<RefCell<Vec<(usize, bool)>>>>,
+    log: Option<MapLog>,
 }
+
+/// A shared log of mappings: `(address, true)` when mapped, `(address, false)` when unmapped.
+pub type MapLog = Rc<RefCell<Vec<(usize, bool)>>>;
 
 impl ReplaySource {
     /// A source for pools of `pool_size` bytes and the queue it takes offsets from.
@@ -37,7 +40,7 @@ impl ReplaySource {
 
     /// Also log every mapping `(address, true)` and unmapping `(address, false)` into `log`,
     /// while it has spare capacity (a full log is not grown: `map` must not allocate).
-    pub fn with_log(mut self, log: Rc<RefCell<Vec<(usize, bool)>>>) -> ReplaySource {
+    pub fn with_log(mut self, log: MapLog) -> ReplaySource {
         self.log = Some(log);
         self
     }
@@ -274,7 +277,6 @@ pub fn replay_model(p: &Program, layout_name: &str, config: Config) -> ModelRepl
             }
         }
     }
-    drop(check);
     ModelReplay {
         layout: layout_name.to_string(),
         policy: config.policy().name().to_string(),
