@@ -75,7 +75,7 @@ counters (sys._debugmallocstats) in the trace, for `arenalab trace replay` to co
 A script that exits with an error keeps its trace up to that point; arenalab then exits with 2.
 
 Examples:
-  arenalab trace record -o floats.trace -- experiments/python/trace_seed.py 100000
+  arenalab trace record -o floats.trace -- experiments/python/trace_seed.py floats 100000
   arenalab trace record --python ~/.pyenv/versions/3.9.18/bin/python3.9 -- my_script.py";
 
 const REPLAY_HELP: &str = "\
@@ -95,7 +95,7 @@ Examples:
 /// Arguments of `arenalab trace record`.
 #[derive(Debug, clap::Args)]
 pub struct RecordArgs {
-    /// The CPython to run (default: python3 on PATH).
+    /// The CPython to run: python3 on PATH, or any python3.X (3.8 or newer).
     #[arg(long, value_name = "PATH", default_value = "python3")]
     pub python: PathBuf,
     /// The trace file to write.
