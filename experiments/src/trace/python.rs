@@ -23,8 +23,6 @@ pub struct Python {
     pub pymalloc: bool,
     /// Size classes named in the `sys._debugmallocstats()` header (0 if none printed).
     pub classes: usize,
-    /// `sys.prefix` and `sys.exec_prefix`, for `PYTHONHOME` in the embedding child.
-    pub home: String,
 }
 
 const PROBE: &str = r#"
@@ -40,8 +38,7 @@ for name in (v("INSTSONAME"), v("LDLIBRARY")):
             lib = p
             break
 print(json.dumps({"executable": sys.executable, "version": list(sys.version_info[:3]),
-    "lib": lib, "pymalloc": bool(v("WITH_PYMALLOC")),
-    "home": sys.prefix + ":" + sys.exec_prefix}))
+    "lib": lib, "pymalloc": bool(v("WITH_PYMALLOC"))}))
 sys.stdout.flush()
 sys._debugmallocstats()
 "#;
@@ -81,7 +78,6 @@ impl Python {
             libpython: v["lib"].as_str().map(PathBuf::from),
             pymalloc: v["pymalloc"].as_bool().unwrap_or(false),
             classes: class_count(&stderr).unwrap_or(0),
-            home: v["home"].as_str().unwrap_or_default().to_string(),
         })
     }
 

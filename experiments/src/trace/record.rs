@@ -13,6 +13,8 @@
 //!    calls the original, then appends one record to a static buffer that is written to the
 //!    trace file with `write(2)` when full, so the recorder itself never allocates;
 //! 4. runs the interpreter's own main (`Py_BytesMain`), which keeps the pre-initialised runtime;
+//!    its `argv[0]` is the interpreter's own path, from which it finds its standard library (and
+//!    a virtual environment's `pyvenv.cfg`) as it would when started directly;
 //! 5. writes an end record with the exit status.
 //!
 //! **Marks.** The child puts the address of [`mark`] in `ARENALAB_TRACE_MARK`; the Python helper
@@ -90,7 +92,6 @@ pub fn record(python: &Path, out: &Path, script: &Path, args: &[String]) -> Resu
         .arg(script)
         .args(args)
         .env("PYTHONPATH", pythonpath)
-        .env("PYTHONHOME", &py.home)
         .env_remove("PYTHONMALLOC")
         .env_remove("PYTHONMALLOCSTATS")
         .env_remove("PYTHONDEVMODE")
