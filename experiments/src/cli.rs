@@ -48,6 +48,8 @@ pub enum Command {
     /// The seed's three questions answered by real CPython interpreters.
     #[command(long_about = crate::cpython::HELP, after_long_help = crate::cpython::EXAMPLES)]
     Cpython(crate::cpython::CpythonArgs),
+    /// Record a Python program's calls into pymalloc; replay them on the model and other allocators.
+    Trace(crate::trace::TraceArgs),
     /// Turn criterion's results into docs/benchmarks.md.
     #[command(long_about = help::wrap(help::BENCH_REPORT_ABOUT), after_long_help = help::wrap(&help::bench_report()))]
     BenchReport(crate::bench_report::BenchReportArgs),
@@ -188,6 +190,7 @@ pub fn main() -> i32 {
         Command::Pool(a) => crate::pool::run(&a),
         Command::BenchReport(a) => crate::bench_report::run(&a),
         Command::Cpython(a) => crate::cpython::run(&a),
+        Command::Trace(a) => crate::trace::run(&a),
         Command::Worker(Worker::Retention(a)) => crate::retention::run_worker(&a),
         Command::Worker(Worker::Exit(a)) => crate::exit::run_worker(&a),
         Command::Worker(Worker::Pool(a)) => crate::pool::run_worker(&a),

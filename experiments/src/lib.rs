@@ -41,6 +41,7 @@
 //! | [`pool`] | memory held by worker-process pools, closed or not |
 //! | [`cpython`] | the three questions answered by the real CPython interpreters on the machine |
 //! | [`tour`] | the pymalloc model step by step, for docs/pymalloc.md |
+//! | [`trace`] | record a real CPython's calls into pymalloc; replay them on the model (proof of faithfulness) and the other allocators |
 //! | [`bench_report`] | criterion's results to docs/benchmarks.md |
 //! | [`results`] | the results files and the machine-and-date header they carry |
 //! | [`render`] | page headers, tables, SVG charts, occupancy maps |
@@ -62,4 +63,5 @@ pub mod results;
 pub mod retention;
 pub mod site;
 pub mod tour;
+pub mod trace;
 pub mod worker;

@@ -61,7 +61,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     check_writable(&docs)?;
     check_writable(&docs.join("results"))?;
     let started = Instant::now();
-    let total = 6;
+    let total = 8;
     let command = "arenalab report";
 
     step(1, total, "retention: what each allocator keeps after free (one child per run)");
@@ -79,13 +79,18 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     p.meta.command = command.into();
     results::save(&docs, "pool", &p)?;
 
+    step(4, total, "cpython: the three questions answered by real interpreters");
     crate::cpython::report_step(&docs, command)?;
 
-    step(4, total, "the pymalloc model, step by step");
+    step(5, total, "the pymalloc model, step by step");
     let t = crate::tour::measure(command)?;
     results::save(&docs, "pymalloc", &t)?;
 
-    step(5, total, "benchmarks: reading criterion's results");
+    step(6, total, "traces: real CPython runs recorded, replayed on the model and the allocators");
+    let tr = crate::trace::page::measure(command)?;
+    results::save(&docs, "trace", &tr)?;
+
+    step(7, total, "benchmarks: reading criterion's results");
     let bench_args = crate::bench_report::BenchReportArgs {
         criterion_dir: args.criterion_dir.clone(),
         ..Default::default()
@@ -100,7 +105,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         ),
     }
 
-    step(6, total, "rendering docs/ from the results");
+    step(8, total, "rendering docs/ from the results");
     let written = render_all(&docs)?;
     eprintln!(
         "done in {:.0} s: {} pages in {}",
@@ -130,6 +135,7 @@ pub fn load_all(docs: &Path) -> Result<crate::site::Results> {
         tour: results::load(docs, "pymalloc")?,
         bench: results::load(docs, crate::bench_report::RESULTS_NAME)?,
         cpython: results::load(docs, "cpython")?,
+        trace: results::load(docs, "trace")?,
     })
 }
 
@@ -173,6 +179,7 @@ pub fn render_all(docs: &Path) -> Result<Vec<PathBuf>> {
         && set.tour.is_none()
         && set.bench.is_none()
         && set.cpython.is_none()
+        && set.trace.is_none()
     {
         return Err(Error::Usage(format!(
             "{} holds no results file: nothing to render; {}",
@@ -213,6 +220,12 @@ pub fn render_all(docs: &Path) -> Result<Vec<PathBuf>> {
             ("cpython", "cpython.md", crate::cpython::page::IMG_DIR, crate::cpython::page::TITLE),
             st,
             crate::cpython::page::render,
+        )?,
+        page(
+            &set.trace,
+            ("trace", "trace.md", crate::trace::page::IMG_DIR, crate::trace::page::TITLE),
+            st,
+            crate::trace::page::render,
         )?,
     ];
     let dir = staging.path();

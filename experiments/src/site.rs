@@ -24,6 +24,8 @@ pub struct Results {
     pub bench: Option<crate::bench_report::BenchResults>,
     /// docs/results/cpython.json.
     pub cpython: Option<crate::cpython::CpythonResults>,
+    /// docs/results/trace.json.
+    pub trace: Option<crate::trace::page::TraceResults>,
 }
 
 /// A claim of the seed question, with the verdict the measurements give.
@@ -445,6 +447,37 @@ fn claim_pool(p: &crate::pool::PoolResults) -> Finding {
     Finding::Verdict(Verdict { short, evidence, page: "process-pool.md" })
 }
 
+/// The sentence on why the model's figures stand for CPython's: the trace replays, counted
+/// from their results (or that they were not measured).
+fn model_evidence(t: Option<&crate::trace::page::TraceResults>) -> String {
+    let Some(t) = t else {
+        return "_The model has not been checked against real interpreters on this machine yet \
+                (`arenalab trace` not run): [trace.md](trace.md)._\n\n"
+            .into();
+    };
+    let runs = t.versions.iter().flat_map(|v| &v.workloads);
+    let (marks, equal) = runs
+        .clone()
+        .flat_map(|w| &w.model.marks)
+        .fold((0, 0), |(n, e), m| (n + 1, e + usize::from(m.equal)));
+    let (placed, misplaced) =
+        runs.fold((0, 0), |(p, m), w| (p + w.model.placed, m + w.model.misplaced));
+    if marks == 0 {
+        return "_No trace replay holds a mark yet: [trace.md](trace.md)._\n\n".into();
+    }
+    let versions: Vec<&str> = t.versions.iter().map(|v| v.python.as_str()).collect();
+    format!(
+        "The pymalloc figures below come from a model of CPython's allocator. The evidence that \
+         the model is CPython's behaviour is in [trace.md](trace.md): every call real \
+         interpreters (CPython {}) made into pymalloc, replayed on the model, gave the \
+         interpreters' own counters at {equal} of {marks} marks, and put {} of {} blocks in the \
+         same arena at the same offset.\n\n",
+        versions.join(", "),
+        crate::render::group_digits(placed.saturating_sub(misplaced)),
+        crate::render::group_digits(placed),
+    )
+}
+
 /// The page's title.
 const CLAIMS_TITLE: &str = "The seed question's claims, tested";
 
@@ -464,6 +497,7 @@ fn claims_page(
          The answers made three claims. Each verdict below is computed from the measurements, not \
          written by hand; the linked pages hold every figure.\n\n"
     );
+    md.push_str(&model_evidence(r.trace.as_ref()));
     for ((claim, finding), py) in claims.iter().zip(py) {
         let _ = write!(md, "## {claim}\n\n");
         md.push_str(&crate::cpython::site_line(py.as_deref()));
@@ -739,6 +773,10 @@ fn index_page(
             "how pymalloc works: blocks, pools, arenas, the arena order, with pictures of the model",
         ),
         ("benchmarks.md", "speed: the allocators compared in criterion benchmarks, as ratios"),
+        (
+            "trace.md",
+            "the evidence that the model is CPython's behaviour: real interpreters' calls replayed on it, every counter equal at every mark; the same programs on the four allocators",
+        ),
     ];
     for (p, what) in pages {
         let _ = writeln!(md, "- [{p}]({p}): {what}");

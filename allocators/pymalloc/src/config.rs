@@ -48,6 +48,111 @@ impl Preset {
     }
 }
 
+/// A CPython allocator layout, named by its geometry rather than by a version number.
+///
+/// The version number is a poor guide: the 16-byte granularity of 3.8 was back-ported to 3.7.4,
+/// and distributors (pyenv among them) patch 3.6 too, so an interpreter is best matched by what
+/// it reports (`sys._debugmallocstats()` names its class count) together with its version
+/// (which fixes the pool and arena sizes and the keep-one rule). [`Layout::detect`] does that.
+///
+/// | layout | granularity, classes | pool | arena | last empty arena | CPython |
+/// |---|---|---|---|---|---|
+/// | [`Classes64Pools4k`](Layout::Classes64Pools4k) | 8 B, 64 | 4 KiB | 256 KiB | released | upstream 3.6, 3.7.0–3.7.3 |
+/// | [`Classes32Pools4k`](Layout::Classes32Pools4k) | 16 B, 32 | 4 KiB | 256 KiB | released | 3.7.4+, patched 3.6, 3.8 |
+/// | [`Classes32Pools4kKeepOne`](Layout::Classes32Pools4kKeepOne) | 16 B, 32 | 4 KiB | 256 KiB | kept | 3.9 |
+/// | [`Classes32Pools16k`](Layout::Classes32Pools16k) | 16 B, 32 | 16 KiB | 1 MiB | kept | 3.10 and later |
+///
+/// ```
+/// use pymalloc::Layout;
+/// assert_eq!(Layout::detect((3, 9), 32), Some(Layout::Classes32Pools4kKeepOne));
+/// assert_eq!(Layout::detect((3, 7), 32), Some(Layout::Classes32Pools4k));
+/// assert_eq!(Layout::detect((3, 7), 64), Some(Layout::Classes64Pools4k));
+/// assert_eq!(Layout::detect((3, 12), 64), None); // no such interpreter
+/// let c = Layout::Classes32Pools4kKeepOne.config();
+/// assert_eq!((c.pool_size(), c.arena_size(), c.keep_last_empty_arena()), (4096, 262144, true));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// 8-byte granularity, 64 classes, 4 KiB pools, 256 KiB arenas, an empty arena released.
+    Classes64Pools4k,
+    /// 16-byte granularity, 32 classes, 4 KiB pools, 256 KiB arenas, an empty arena released.
+    Classes32Pools4k,
+    /// As [`Classes32Pools4k`](Layout::Classes32Pools4k) but the last empty arena is kept.
+    Classes32Pools4kKeepOne,
+    /// 16-byte granularity, 32 classes, 16 KiB pools, 1 MiB arenas, the last empty arena kept.
+    Classes32Pools16k,
+}
+
+impl Layout {
+    /// Every layout, newest first.
+    pub const ALL: [Layout; 4] = [
+        Layout::Classes32Pools16k,
+        Layout::Classes32Pools4kKeepOne,
+        Layout::Classes32Pools4k,
+        Layout::Classes64Pools4k,
+    ];
+
+    /// A short stable name, as written in trace headers and taken by `--preset`:
+    /// `64c-4k-256k`, `32c-4k-256k`, `32c-4k-256k-keep`, `32c-16k-1m-keep`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Layout::Classes64Pools4k => "64c-4k-256k",
+            Layout::Classes32Pools4k => "32c-4k-256k",
+            Layout::Classes32Pools4kKeepOne => "32c-4k-256k-keep",
+            Layout::Classes32Pools16k => "32c-16k-1m-keep",
+        }
+    }
+
+    /// The layout with this [`name`](Layout::name), if any.
+    pub fn from_name(name: &str) -> Option<Layout> {
+        Layout::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    /// The CPython releases that use this layout, for people.
+    pub const fn releases(self) -> &'static str {
+        match self {
+            Layout::Classes64Pools4k => "3.6 and 3.7.0-3.7.3 upstream",
+            Layout::Classes32Pools4k => "3.7.4+ (and patched 3.6), 3.8",
+            Layout::Classes32Pools4kKeepOne => "3.9",
+            Layout::Classes32Pools16k => "3.10 and later",
+        }
+    }
+
+    /// The layout of an interpreter of version `(major, minor)` that reports `classes` size
+    /// classes in the header of `sys._debugmallocstats()`; `None` for combinations no CPython
+    /// has (such as 64 classes after 3.7, or anything before 3.6).
+    pub const fn detect(version: (u32, u32), classes: usize) -> Option<Layout> {
+        let (major, minor) = version;
+        if major != 3 || minor < 6 {
+            return None;
+        }
+        match (minor, classes) {
+            (6 | 7, 64) => Some(Layout::Classes64Pools4k),
+            (6..=8, 32) => Some(Layout::Classes32Pools4k),
+            (9, 32) => Some(Layout::Classes32Pools4kKeepOne),
+            (10.., 32) => Some(Layout::Classes32Pools16k),
+            _ => None,
+        }
+    }
+
+    /// The config modelling this layout.
+    pub const fn config(self) -> Config {
+        match self {
+            Layout::Classes64Pools4k => Config::CPYTHON_3_7,
+            Layout::Classes32Pools4k => Config::CPYTHON_3_8,
+            Layout::Classes32Pools4kKeepOne => Config::CPYTHON_3_9,
+            Layout::Classes32Pools16k => Config::CPYTHON_3_10,
+        }
+    }
+
+    /// Extra bytes CPython's debug hooks (`PYTHONMALLOC=pymalloc_debug`) add to each block on
+    /// interpreter `(major, minor)`: 3 words (24 B) from 3.8 on, 4 words (32 B, with a serial
+    /// number) before.
+    pub const fn debug_overhead(version: (u32, u32)) -> usize {
+        if version.0 > 3 || (version.0 == 3 && version.1 >= 8) { 24 } else { 32 }
+    }
+}
+
 /// Which usable arena a new pool is taken from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ArenaPolicy {
@@ -149,6 +254,18 @@ impl Config {
         pool_shift: 12,
         arena_shift: 18,
         keep_last_empty_arena: false,
+        policy: ArenaPolicy::MostUsedFirst,
+        aligned_arenas: false,
+        debug: false,
+    };
+    /// CPython 3.9: the 3.8 geometry (4 KiB pools, 256 KiB arenas) with the keep-last-empty-arena
+    /// rule of bpo-37257.
+    pub const CPYTHON_3_9: Config = Config {
+        alignment_shift: 4,
+        threshold: 512,
+        pool_shift: 12,
+        arena_shift: 18,
+        keep_last_empty_arena: true,
         policy: ArenaPolicy::MostUsedFirst,
         aligned_arenas: false,
         debug: false,

@@ -66,7 +66,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`config`] | presets (3.10+, 3.8, 3.7), validation, size classes |
+//! | [`config`] | presets (3.10+, 3.9, 3.8, 3.7) and [`Layout`]s detected from an interpreter, validation, size classes |
 //! | `pool` | the pool header, lazy carving, the `usedpools` lists |
 //! | `arena` | arena descriptors, `usable_arenas`, `nfp2lasta` |
 //! | [`heap`] | the alloc, free and realloc paths; the raw allocator |
@@ -132,7 +132,7 @@ pub mod stats;
 mod arena;
 mod pool;
 
-pub use config::{ArenaPolicy, Config, ConfigBuilder, ConfigError, Preset, SizeClass};
+pub use config::{ArenaPolicy, Config, ConfigBuilder, ConfigError, Layout, Preset, SizeClass};
 pub use debug::{CLEAN_BYTE, DEAD_BYTE, FORBIDDEN_BYTE};
 pub use global::PyMalloc;
 pub use heap::{Heap, HeapError};

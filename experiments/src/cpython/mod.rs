@@ -387,7 +387,6 @@ pub fn run(args: &CpythonArgs) -> Result<()> {
 /// With no usable Python the results say so (and the page shows what was skipped); nothing
 /// here stops the rest of the report.
 pub fn report_step(docs: &Path, command: &str) -> Result<()> {
-    eprintln!("[cpython] the three questions answered by real interpreters");
     let found = find::find(&[]).unwrap_or_default();
     let results = match measure_plan(found, &report_plan(), command) {
         Ok(r) => r,
