@@ -48,7 +48,8 @@ pub enum Command {
     /// The seed's three questions answered by real CPython interpreters.
     #[command(long_about = crate::cpython::HELP, after_long_help = crate::cpython::EXAMPLES)]
     Cpython(crate::cpython::CpythonArgs),
-    /// Record a Python program's calls into pymalloc; replay them on the model and other allocators.
+    /// Record a real CPython's calls into pymalloc; replay them on the model.
+    #[command(long_about = TRACE_ABOUT, after_long_help = TRACE_EXAMPLES)]
     Trace(crate::trace::TraceArgs),
     /// Turn criterion's results into docs/benchmarks.md.
     #[command(long_about = help::wrap(help::BENCH_REPORT_ABOUT), after_long_help = help::wrap(&help::bench_report()))]
@@ -57,6 +58,30 @@ pub enum Command {
     #[command(hide = true, subcommand)]
     Worker(Worker),
 }
+
+/// `arenalab trace --help`: what the two steps do together.
+const TRACE_ABOUT: &str = "\
+Record what a real CPython asks of pymalloc, then replay it exactly.
+
+`trace record` runs a Python script in a real interpreter (loaded at run time from its shared
+libpython; nothing is linked at build time) and writes every call into pymalloc's MEM and OBJ
+domains and every arena mapped or unmapped to a trace file. At marks the script sets
+(`arenalab_trace.mark(\"label\")`), the interpreter's own counters go into the trace too.
+
+`trace replay` gives the same calls, in the same order, to the pymalloc model with the layout
+detected from the interpreter, and compares the model's counters with the interpreter's at every
+mark (exit code 1 when any differs): the evidence that the model is CPython's behaviour. With
+--allocator it also replays the calls on glibc, mimalloc or jemalloc, each in a fresh child, and
+reports resident memory at each mark: what the same program would keep under another allocator.
+
+Each subcommand's own --help gives its flags, defaults and run time.";
+
+/// `arenalab trace --help`'s examples.
+const TRACE_EXAMPLES: &str = "\
+Examples:
+  arenalab trace record -o floats.trace -- experiments/python/trace_seed.py floats 100000
+  arenalab trace replay floats.trace
+  arenalab trace replay floats.trace --allocator system --allocator mimalloc --json";
 
 /// The child-process entry points, one per experiment.
 #[derive(Debug, Subcommand)]

@@ -88,9 +88,11 @@ fn examples(lines: &[&str]) -> String {
 pub const ARENALAB_ABOUT: &str = "arenalab: where freed memory goes, measured.\n\n\
 Freed memory is kept by the allocator for reuse, given back to the operating system while the \
 process runs, or taken back by the kernel when the process ends. arenalab measures which, side \
-by side, for glibc malloc (system), mimalloc, jemalloc and a model of CPython's pymalloc. Every \
-measurement runs in fresh child processes; the kernel's figures (/proc) are set beside the \
-allocator's own counters.";
+by side, for glibc malloc (system), mimalloc, jemalloc and a model of CPython's pymalloc, and \
+asks the real CPython interpreters on the machine the same questions (`cpython`). `trace` records \
+what a real interpreter asks of pymalloc and replays it on the model, counter for counter: the \
+evidence that the model is CPython's behaviour. Every measurement runs in fresh child \
+processes; the kernel's figures (/proc) are set beside the allocator's own counters.";
 
 /// The rest of `arenalab --help`.
 pub fn arenalab() -> String {
@@ -102,6 +104,8 @@ pub fn arenalab() -> String {
             "arenalab retention --workload seed",
             "arenalab exit --allocator pymalloc --ending sigkill",
             "arenalab pool --scenario parent-killed-none",
+            "arenalab cpython --part retention",
+            "arenalab trace record -o seed.trace -- experiments/python/trace_seed.py floats 100000",
             "arenalab render                # docs/ again from docs/results/*.json, no measuring",
         ])
     )
