@@ -109,3 +109,29 @@ fn the_pymalloc_tour_is_one_readable_map_per_step() {
     }
     std::fs::remove_dir_all(&docs).unwrap();
 }
+
+#[test]
+fn every_table_row_has_as_many_cells_as_its_header() {
+    let docs = rendered("tables");
+    for entry in std::fs::read_dir(&docs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut header: Option<usize> = None;
+        for line in text.lines() {
+            if !line.starts_with('|') {
+                header = None;
+                continue;
+            }
+            // Cells are separated by " | "; an escaped pipe inside a cell would be `\|`.
+            let cells = line.replace("\\|", "").matches('|').count();
+            match header {
+                None => header = Some(cells),
+                Some(h) => assert_eq!(cells, h, "{}: {line}", path.display()),
+            }
+        }
+    }
+    std::fs::remove_dir_all(&docs).unwrap();
+}

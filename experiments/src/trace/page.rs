@@ -340,7 +340,7 @@ pub fn render(r: &TraceResults, docs: &Path) -> Result<()> {
     }
     let head = |h: &[&str]| h.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     md.push_str(&markdown_table(
-        &head(&["CPython (layout)", "workload", "calls", "marks equal"]),
+        &head(&["CPython (layout)", "workload", "calls", "marks equal", "blocks placed alike"]),
         &summary,
     ));
     md.push('\n');
