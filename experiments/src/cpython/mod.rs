@@ -208,20 +208,30 @@ fn plan_of(args: &CpythonArgs) -> Plan {
     }
 }
 
-/// The report's plan: small sizes, so every interpreter fits in about a minute; the pool part
-/// for the default `python3` and the newest version only.
+/// The report's plan: small sizes, so every interpreter fits in about a minute. The pool part
+/// runs every interpreter with `fork`; the default `python3` also with `spawn` and
+/// `forkserver`, the newest version also with `spawn`.
 fn report_plan() -> Plan {
     Plan {
         parts: vec![Part::Retention, Part::Pool, Part::Exit],
         objects: 100_000,
         survivor_kinds: vec!["floats"],
         all_kinds_default_only: true,
-        start_methods: vec!["fork".into(), "spawn".into()],
+        start_methods: vec!["fork".into(), "spawn".into(), "forkserver".into()],
         scenarios: pool::SCENARIOS.iter().map(|s| s.to_string()).collect(),
         pool_interpreters: Some(Vec::new()),
         pool: pool::PoolSize { workers: 4, mib: 16, observe_ms: 600, busy_ms: 600 },
         exit_mib: 32,
     }
+}
+
+/// The start methods the report's pool part runs for `py`: every one of `all` for the default
+/// `python3`, `fork` and `spawn` for the newest version, `fork` for the others.
+fn report_methods(py: &find::Interpreter, newest: bool, all: &[String]) -> Vec<String> {
+    all.iter()
+        .filter(|m| py.is_default || m.as_str() == "fork" || (newest && m.as_str() == "spawn"))
+        .cloned()
+        .collect()
 }
 
 fn measure_plan(found: find::Found, plan: &Plan, command: &str) -> Result<CpythonResults> {
@@ -284,21 +294,17 @@ fn measure_plan(found: find::Found, plan: &Plan, command: &str) -> Result<Cpytho
     }
     if plan.parts.contains(&Part::Pool) {
         let script = scripts.join("pool.py");
-        let chosen: Vec<&find::Interpreter> = match &plan.pool_interpreters {
-            None => interps.iter().collect(),
-            Some(_) => {
-                let mut v: Vec<&find::Interpreter> =
-                    interps.iter().filter(|i| i.is_default).collect();
-                if let Some(newest) = interps.last()
-                    && !v.contains(&newest)
-                {
-                    v.push(newest);
-                }
-                v
-            }
-        };
-        for py in chosen {
-            for method in &plan.start_methods {
+        let newest = interps.last().map(|i| i.executable.clone());
+        for py in &interps {
+            let methods = match &plan.pool_interpreters {
+                None => plan.start_methods.clone(),
+                Some(_) => report_methods(
+                    py,
+                    newest.as_ref() == Some(&py.executable),
+                    &plan.start_methods,
+                ),
+            };
+            for method in &methods {
                 progress(format!("pool {} {method}", py.version));
                 out.pool.extend(pool::run_all(py, &script, method, &plan.scenarios, plan.pool)?);
             }
@@ -454,8 +460,9 @@ Parts (--part, repeatable; default all three):
              free pages) before the reap.
 
 Time: at the defaults about 1 to 3 minutes per interpreter (the pool part dominates);
-`arenalab report` runs it smaller (100,000 objects, pools of 16 MiB for python3 and the newest
-version, fork and spawn, exit at 32 MiB). Output: tables, or --json; the report writes
+`arenalab report` runs it smaller (100,000 objects; pools of 16 MiB, every interpreter with
+fork, python3 also with spawn and forkserver, the newest version also with spawn; exit at
+32 MiB). Output: tables, or --json; the report writes
 docs/results/cpython.json and docs/cpython.md.";
 
 /// The examples at the end of `arenalab cpython --help`.
@@ -491,5 +498,21 @@ impl crate::results::Checked for CpythonResults {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The help text gives the report's sizes in words; they must be the plan's own.
+    #[test]
+    fn the_help_states_the_report_plan_sizes() {
+        let p = report_plan();
+        let help = HELP.replace('\n', " ");
+        assert!(help.contains(&format!("{} objects", crate::render::group_digits(p.objects))));
+        assert!(help.contains(&format!("pools of {} MiB", p.pool.mib)));
+        assert!(help.contains(&format!("exit at {} MiB", p.exit_mib)));
+        assert_eq!(p.start_methods, ["fork", "spawn", "forkserver"]);
     }
 }
