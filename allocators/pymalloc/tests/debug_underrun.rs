@@ -85,7 +85,13 @@ fn zeroing_the_distance_before_a_4000_byte_block_is_reported_not_a_crash() {
 
 #[test]
 fn one_changed_byte_of_the_size_word_is_reported_not_a_wild_read() {
-    let mut h = debug_heap();
+    for overhead in [24, 32] {
+        let c = Config::builder(Preset::Cpython310).debug(true).debug_overhead(overhead);
+        a_changed_size_word_is_reported(Heap::new(c.build().unwrap()));
+    }
+}
+
+fn a_changed_size_word_is_reported(mut h: Heap) {
     for size in [64usize, 4000] {
         let p = h.alloc(size);
         // SAFETY: the size word of a live block; its top byte set makes it about 2^56.
