@@ -123,7 +123,7 @@ fn drive<S: ArenaSource>(mut h: Heap<S>, ops: &[u8]) {
             }
         }
         n += 1;
-        if n % CHECK_EVERY == 0 {
+        if n.is_multiple_of(CHECK_EVERY) {
             check(&h, &live, config.alignment());
         }
     }

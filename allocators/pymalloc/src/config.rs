@@ -2,9 +2,10 @@
 //!
 //! A [`Config`] fixes the geometry of the allocator: the block granularity (`ALIGNMENT`), the
 //! small-request threshold, the pool and arena sizes, whether the last empty arena is kept, which
-//! arena the allocator takes pools from, and whether debug mode is on. Every config is validated
-//! when it is built ([`ConfigBuilder::build`]), so a [`Heap`](crate::Heap) never meets an
-//! impossible geometry later.
+//! arena the allocator takes pools from, whether debug mode is on and how many bytes it adds to
+//! each block (24 from CPython 3.8 on, 32 before). Every config is validated when it is built
+//! ([`ConfigBuilder::build`]), so a [`Heap`](crate::Heap) never meets an impossible geometry
+//! later.
 
 use thiserror::Error;
 
@@ -55,12 +56,17 @@ impl Preset {
 /// it reports (`sys._debugmallocstats()` names its class count) together with its version
 /// (which fixes the pool and arena sizes and the keep-one rule). [`Layout::detect`] does that.
 ///
-/// | layout | granularity, classes | pool | arena | last empty arena | CPython |
-/// |---|---|---|---|---|---|
-/// | [`Classes64Pools4k`](Layout::Classes64Pools4k) | 8 B, 64 | 4 KiB | 256 KiB | released | upstream 3.6, 3.7.0–3.7.3 |
-/// | [`Classes32Pools4k`](Layout::Classes32Pools4k) | 16 B, 32 | 4 KiB | 256 KiB | released | 3.7.4+, patched 3.6, 3.8 |
-/// | [`Classes32Pools4kKeepOne`](Layout::Classes32Pools4kKeepOne) | 16 B, 32 | 4 KiB | 256 KiB | kept | 3.9 |
-/// | [`Classes32Pools16k`](Layout::Classes32Pools16k) | 16 B, 32 | 16 KiB | 1 MiB | kept | 3.10 and later |
+/// | layout | granularity, classes | pool | arena | last empty arena | debug overhead | CPython |
+/// |---|---|---|---|---|---|---|
+/// | [`Classes64Pools4k`](Layout::Classes64Pools4k) | 8 B, 64 | 4 KiB | 256 KiB | released | 32 B | upstream 3.6, 3.7.0–3.7.3 |
+/// | [`Classes32Pools4k`](Layout::Classes32Pools4k) | 16 B, 32 | 4 KiB | 256 KiB | released | 24 B (32 B on 3.6, 3.7) | 3.7.4+, patched 3.6, 3.8 |
+/// | [`Classes32Pools4kKeepOne`](Layout::Classes32Pools4kKeepOne) | 16 B, 32 | 4 KiB | 256 KiB | kept | 24 B | 3.9 |
+/// | [`Classes32Pools16k`](Layout::Classes32Pools16k) | 16 B, 32 | 16 KiB | 1 MiB | kept | 24 B | 3.10 and later |
+///
+/// The debug overhead (the bytes `PYTHONMALLOC=pymalloc_debug` adds to each block) follows the
+/// version, not the layout: [`Layout::config`] gives the 3.8 value for `Classes32Pools4k`, and
+/// an interpreter of 3.6 or 3.7 with that layout takes
+/// [`Layout::debug_overhead`] through [`ConfigBuilder::debug_overhead`].
 ///
 /// ```
 /// use pymalloc::Layout;
@@ -147,7 +153,15 @@ impl Layout {
 
     /// Extra bytes CPython's debug hooks (`PYTHONMALLOC=pymalloc_debug`) add to each block on
     /// interpreter `(major, minor)`: 3 words (24 B) from 3.8 on, 4 words (32 B, with a serial
-    /// number) before.
+    /// number) before. Give it to [`ConfigBuilder::debug_overhead`] to model that interpreter
+    /// in debug mode.
+    ///
+    /// ```
+    /// use pymalloc::{Config, Layout, Preset};
+    /// let v = (3, 7); // a 3.7.16 that reports 32 classes: Classes32Pools4k
+    /// let c = Config::builder(Preset::Cpython38).debug_overhead(Layout::debug_overhead(v));
+    /// assert_eq!(c.build().unwrap().debug_overhead(), 32);
+    /// ```
     pub const fn debug_overhead(version: (u32, u32)) -> usize {
         if version.0 > 3 || (version.0 == 3 && version.1 >= 8) { 24 } else { 32 }
     }
@@ -213,6 +227,9 @@ pub enum ConfigError {
         /// Pools per arena it would give.
         pools: usize,
     },
+    /// Debug mode adds 24 bytes per block (CPython 3.8+) or 32 (3.7 and earlier), nothing else.
+    #[error("debug overhead {0} must be 24 (CPython 3.8+) or 32 (3.7 and earlier) bytes")]
+    DebugOverhead(usize),
 }
 
 /// A validated allocator geometry. Build one with [`Config::builder`] or take a preset.
@@ -233,10 +250,11 @@ pub struct Config {
     pub(crate) policy: ArenaPolicy,
     pub(crate) aligned_arenas: bool,
     pub(crate) debug: bool,
+    pub(crate) debug_overhead: usize,
 }
 
 impl Config {
-    /// CPython 3.10+ (the default).
+    /// CPython 3.10+ (the default); debug mode adds 24 bytes per block.
     pub const CPYTHON_3_10: Config = Config {
         alignment_shift: 4,
         threshold: 512,
@@ -246,8 +264,9 @@ impl Config {
         policy: ArenaPolicy::MostUsedFirst,
         aligned_arenas: false,
         debug: false,
+        debug_overhead: 24,
     };
-    /// CPython 3.8.
+    /// CPython 3.8; debug mode adds 24 bytes per block.
     pub const CPYTHON_3_8: Config = Config {
         alignment_shift: 4,
         threshold: 512,
@@ -257,9 +276,10 @@ impl Config {
         policy: ArenaPolicy::MostUsedFirst,
         aligned_arenas: false,
         debug: false,
+        debug_overhead: 24,
     };
     /// CPython 3.9: the 3.8 geometry (4 KiB pools, 256 KiB arenas) with the keep-last-empty-arena
-    /// rule of bpo-37257.
+    /// rule of bpo-37257; debug mode adds 24 bytes per block.
     pub const CPYTHON_3_9: Config = Config {
         alignment_shift: 4,
         threshold: 512,
@@ -269,8 +289,9 @@ impl Config {
         policy: ArenaPolicy::MostUsedFirst,
         aligned_arenas: false,
         debug: false,
+        debug_overhead: 24,
     };
-    /// CPython 3.7 era (8-byte classes).
+    /// CPython 3.7 era (8-byte classes); debug mode adds 32 bytes per block.
     pub const CPYTHON_3_7: Config = Config {
         alignment_shift: 3,
         threshold: 512,
@@ -280,6 +301,7 @@ impl Config {
         policy: ArenaPolicy::MostUsedFirst,
         aligned_arenas: false,
         debug: false,
+        debug_overhead: 32,
     };
 
     /// The layout of a CPython release, validated by construction.
@@ -303,6 +325,7 @@ impl Config {
             policy: c.policy,
             aligned_arenas: c.aligned_arenas,
             debug: c.debug,
+            debug_overhead: c.debug_overhead,
         }
     }
 
@@ -350,6 +373,21 @@ impl Config {
     /// Whether debug mode (poisoning, guard bytes, checked frees) is on.
     pub const fn debug(&self) -> bool {
         self.debug
+    }
+    /// Bytes debug mode adds to each block: 24 (3 words, CPython 3.8 and later) or 32
+    /// (4 words, 3.7 and earlier). A request of `n` bytes in debug mode takes the class of
+    /// `n + debug_overhead()`. Set whether debug mode is on or not; used only when it is.
+    ///
+    /// ```
+    /// use pymalloc::{Config, Preset};
+    /// assert_eq!(Config::CPYTHON_3_10.debug_overhead(), 24);
+    /// assert_eq!(Config::CPYTHON_3_7.debug_overhead(), 32);
+    /// // A 3.7.4+ interpreter: the 16-byte classes of 3.8 with 3.7's four debug words.
+    /// let c = Config::builder(Preset::Cpython38).debug(true).debug_overhead(32).build().unwrap();
+    /// assert_eq!(c.block_size(c.size_class(24 + c.debug_overhead()).unwrap()), 64);
+    /// ```
+    pub const fn debug_overhead(&self) -> usize {
+        self.debug_overhead
     }
     /// The size class serving a request of `size` bytes, or `None` when the request goes to the
     /// raw allocator (0 bytes or above the threshold).
@@ -405,6 +443,7 @@ pub struct ConfigBuilder {
     policy: ArenaPolicy,
     aligned_arenas: bool,
     debug: bool,
+    debug_overhead: usize,
 }
 
 impl ConfigBuilder {
@@ -448,6 +487,13 @@ impl ConfigBuilder {
         self.debug = on;
         self
     }
+    /// Bytes debug mode adds to each block: 24 (CPython 3.8+) or 32 (3.7 and earlier); any
+    /// other value is rejected by [`build`](ConfigBuilder::build).
+    /// [`Layout::debug_overhead`] gives the value for an interpreter's version.
+    pub const fn debug_overhead(mut self, bytes: usize) -> Self {
+        self.debug_overhead = bytes;
+        self
+    }
 
     /// Checks the combination and returns the config, or says what is wrong with it.
     ///
@@ -484,6 +530,9 @@ impl ConfigBuilder {
         if ar / p > 255 {
             return Err(ConfigError::TooManyPools { arena: ar, pools: ar / p });
         }
+        if self.debug_overhead != 24 && self.debug_overhead != 32 {
+            return Err(ConfigError::DebugOverhead(self.debug_overhead));
+        }
         // Two blocks of the largest class always fit in a pool (a pool hands out its first block
         // and carves the second as its free list): the largest class is at most 64 x 16 =
         // 1024 bytes and the smallest pool 4096, so 48 + 2 x 1024 < 4096 needs no check.
@@ -496,6 +545,7 @@ impl ConfigBuilder {
             policy: self.policy,
             aligned_arenas: self.aligned_arenas,
             debug: self.debug,
+            debug_overhead: self.debug_overhead,
         })
     }
 }

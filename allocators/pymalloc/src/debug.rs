@@ -1,15 +1,21 @@
 //! Debug mode, like `PYTHONMALLOC=debug`: poisoned bytes, guard bytes and checked frees.
 //!
-//! As in CPython, each pool block carries 32 bytes more than asked for: a 16-byte header in
-//! front of the caller's bytes and a 16-byte trailer after them, so a request of `n` bytes uses
-//! the size class of `n + 32` (a 105-byte request takes the 144-byte class).
+//! As in CPython, each pool block carries [`Config::debug_overhead`] bytes more than asked
+//! for: a 16-byte header in front of the caller's bytes and a trailer after them. CPython 3.8
+//! and later add 3 words (24 bytes: an 8-byte trailer of guard bytes), 3.7 and earlier 4
+//! words (32 bytes: the trailer also holds a serial number, here an unwritten padding word).
+//! So a request of `n` bytes uses the size class of `n + 24` or `n + 32`: a 24-byte float
+//! takes the 48-byte class on the 3.8+ presets, as it does under `PYTHONMALLOC=pymalloc_debug`
+//! on CPython 3.8 and 3.11, and the 56-byte class on the 8-byte classes of the 3.7 preset (the
+//! 64-byte class on a 3.7 with 16-byte classes).
 //!
 //! ```text
 //!  block start                user
 //!  +----------+----------+--------------------+-----------+----------+
 //!  | size u64 |  tag u64 |  n bytes           | FD x 8    | pad u64  |
-//!  |          |          |  fresh: CD         | (guard)   |          |
-//!  |          |          |  freed: DD         |           |          |
+//!  |          |          |  fresh: CD         | (guard)   | (32-byte |
+//!  |          |          |  freed: DD         |           | overhead |
+//!  |          |          |                    |           |  only)   |
 //!  +----------+----------+--------------------+-----------+----------+
 //! ```
 //!
@@ -61,9 +67,15 @@ pub const FORBIDDEN_BYTE: u8 = 0xFD;
 
 /// Header in front of the caller's bytes in a pool block.
 const FRONT: usize = 16;
-/// Guard bytes, then a padding word, after the caller's bytes.
+/// Guard bytes right after the caller's bytes: the whole trailer with a 24-byte overhead,
+/// followed by a padding word with a 32-byte one.
 const GUARD: usize = 8;
-const TRAILER: usize = 16;
+
+/// The trailer after the caller's bytes: the config's debug overhead less the header (8 or 16
+/// bytes, of which the first [`GUARD`] are guard bytes).
+const fn trailer(c: &Config) -> usize {
+    c.debug_overhead() - FRONT
+}
 /// Header distance for raw blocks: glibc's free writes up to four words (fd, bk, fd_nextsize,
 /// bk_nextsize) into a freed chunk, so the header sits past them to survive a free.
 const RAW_FRONT: usize = 48;
@@ -282,10 +294,11 @@ impl RawTable {
 
 /// Allocates `size` bytes with debug header and trailer; `align` 0 means the granularity.
 pub(crate) fn alloc<H: Backend>(heap: &mut H, size: usize, align: usize) -> *mut u8 {
-    let room = heap.config().small_request_threshold().saturating_sub(FRONT + TRAILER);
+    let trailer = trailer(heap.config());
+    let room = heap.config().small_request_threshold().saturating_sub(FRONT + trailer);
     let small = align == 0 && size <= room;
     let front = if small { FRONT } else { RAW_FRONT.next_multiple_of(align.max(16)) };
-    let Some(total) = size.checked_add(front + TRAILER) else { return core::ptr::null_mut() };
+    let Some(total) = size.checked_add(front + trailer) else { return core::ptr::null_mut() };
     let base = if small {
         heap.alloc_plain(total)
     } else if align == 0 {
@@ -401,7 +414,8 @@ unsafe fn validate<H: Backend>(heap: &H, p: *mut u8) -> Result<LiveBlock, HeapEr
         match pool_slot(heap, address) {
             PoolSlot::Foreign => return Err(not_ours),
             PoolSlot::Free(block) => {
-                return Err(HeapError::DoubleFree { address, size: block - FRONT - TRAILER });
+                let size = block - heap.config().debug_overhead();
+                return Err(HeapError::DoubleFree { address, size });
             }
             PoolSlot::Allocated(block) => (FRONT, block, None),
         }
@@ -430,7 +444,7 @@ unsafe fn validate<H: Backend>(heap: &H, p: *mut u8) -> Result<LiveBlock, HeapEr
         None => {
             // The class a request of `size` takes, or a larger one that a realloc kept in
             // place (more than 3/4 full).
-            let total = size.saturating_add(FRONT + TRAILER);
+            let total = size.saturating_add(heap.config().debug_overhead());
             total <= block
                 && (heap.config().size_class(total).map(|c| heap.config().block_size(c))
                     == Some(block)
@@ -506,7 +520,7 @@ pub(crate) unsafe fn realloc<H: Backend>(
     };
     if old.block != 0
         && align == 0
-        && let Some(total) = size.checked_add(FRONT + TRAILER)
+        && let Some(total) = size.checked_add(heap.config().debug_overhead())
         && total <= old.block
         && 4 * total > 3 * old.block
     {

@@ -350,7 +350,7 @@ impl<S: ArenaSource> Heap<S> {
         let carved = a.address != 0
             && addr >= first
             && addr < a.pool_address
-            && (addr - first) % self.pool_size == 0;
+            && (addr - first).is_multiple_of(self.pool_size);
         carved.then(|| a.ptr(addr).cast())
     }
 

@@ -66,7 +66,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`config`] | presets (3.10+, 3.9, 3.8, 3.7) and [`Layout`]s detected from an interpreter, validation, size classes |
+//! | [`config`] | presets (3.10+, 3.9, 3.8, 3.7) and [`Layout`]s detected from an interpreter, validation, size classes, debug overhead |
 //! | `pool` | the pool header, lazy carving, the `usedpools` lists |
 //! | `arena` | arena descriptors, `usable_arenas`, `nfp2lasta` |
 //! | [`heap`] | the alloc, free and realloc paths; the raw allocator |
@@ -74,7 +74,7 @@
 //! | `radix` | the O(1) "is this pointer ours?" map |
 //! | [`stats`] | counters and the `sys._debugmallocstats()` report |
 //! | [`snapshot`] | the occupancy of every pool, for pictures |
-//! | `debug` | debug mode: poisoning, guard bytes, checked frees |
+//! | `debug` | debug mode: 24 bytes more per block (32 for 3.7 and earlier), poisoning, guard bytes, checked frees |
 //! | [`global`] | [`PyMalloc`], the thread-safe `GlobalAlloc` type |
 //!
 //! [`Heap`] is single-threaded, like one interpreter under its GIL; [`PyMalloc`] puts one heap
@@ -102,7 +102,8 @@
 //! rustup component add --toolchain nightly miri rust-src   # once
 //! MIRIFLAGS=-Zmiri-strict-provenance cargo +nightly miri test -p pymalloc \
 //!     --lib --test provenance --test uninit_arena --test wild_frees \
-//!     --test debug_double_free --test debug_not_allocated --test debug_overrun --test model
+//!     --test debug_double_free --test debug_not_allocated --test debug_overrun \
+//!     --test debug_underrun --test debug_overhead --test model
 //! ```
 //!
 //! Miri implements neither `MAP_NORESERVE`, partial `munmap`, `msync` nor

@@ -51,18 +51,28 @@ fn double_free_after_the_arena_was_released_is_reported_not_a_crash() {
 }
 
 #[test]
-fn debug_blocks_use_the_class_of_the_request_plus_32_bytes_as_in_cpython() {
-    let mut h = debug_heap();
-    let p = h.alloc(105); // 105 + 32 = 137 -> the 144-byte class
-    assert_eq!(h.stats().classes[8].blocks_in_use, 1);
-    // SAFETY: p is live; realloc keeps it in place: 100 + 32 = 132 > 3/4 of 144.
-    unsafe {
-        let q = h.realloc(p, 100);
-        assert_eq!(q, p);
-        let r = h.realloc(q, 40); // 72 <= 108: moves to the 80-byte class
-        assert_ne!(r, q);
-        assert_eq!(h.stats().classes[4].blocks_in_use, 1);
-        h.try_free(r).unwrap();
+fn debug_blocks_use_the_class_of_the_request_plus_the_overhead_as_in_cpython() {
+    // (overhead, class of 40 bytes after the in-place shrink): 40 + 24 = 64 -> the 64-byte
+    // class (3.8+); 40 + 32 = 72 -> the 80-byte class (3.7 and earlier).
+    for (overhead, shrunk) in [(24, 3), (32, 4)] {
+        let c = Config::builder(Preset::Cpython310).debug(true).debug_overhead(overhead);
+        let mut h = Heap::new(c.build().unwrap());
+        let p = h.alloc(105); // 129 or 137 -> the 144-byte class
+        assert_eq!(h.stats().classes[8].blocks_in_use, 1, "{overhead}");
+        // SAFETY: p is live; realloc keeps it in place: 124 or 132 > 3/4 of 144.
+        unsafe {
+            let q = h.realloc(p, 100);
+            assert_eq!(q, p, "{overhead}");
+            let r = h.realloc(q, 40); // 64 or 72 <= 108: moves to a smaller class
+            assert_ne!(r, q, "{overhead}");
+            assert_eq!(h.stats().classes[shrunk].blocks_in_use, 1, "{overhead}");
+            h.try_free(r).unwrap();
+            // A double free of a pool block reports the most the block could hold.
+            let e = h.try_free(r).unwrap_err();
+            let size = (shrunk + 1) * 16 - overhead;
+            assert_eq!(e, HeapError::DoubleFree { address: r as usize, size }, "{overhead}");
+        }
+        h.check_invariants().unwrap();
     }
 }
 

@@ -8,8 +8,15 @@ fn debug_heap() -> Heap {
 
 #[test]
 fn one_byte_overrun_is_reported_with_address_and_size() {
-    let mut h = debug_heap();
-    for size in [1usize, 17, 100, 470, 1000] {
+    for overhead in [24, 32] {
+        let c = Config::builder(Preset::Cpython310).debug(true).debug_overhead(overhead);
+        one_byte_overrun_is_reported(Heap::new(c.build().unwrap()), overhead);
+    }
+}
+
+fn one_byte_overrun_is_reported(mut h: Heap, overhead: usize) {
+    // 512 - overhead: the largest pool request (with 24 bytes its guard ends the block).
+    for size in [1usize, 17, 100, 470, 512 - overhead, 1000] {
         let p = h.alloc(size);
         // SAFETY: writing one byte past the block is the bug under test; it lands on the guard,
         // which debug mode placed there.
