@@ -280,11 +280,6 @@ mod raw {
     pub(super) fn size(addr: usize) -> usize {
         table().0.as_slice().iter().find(|&&(a, _)| a == addr).map_or(0, |&(_, s)| s)
     }
-
-    pub(super) fn covers(addr: usize, len: usize) -> bool {
-        let Some(end) = addr.checked_add(len) else { return false };
-        table().0.as_slice().iter().any(|&(a, s)| a <= addr && end <= a + s.max(1))
-    }
 }
 
 /// Notes a new raw block of `size` requested bytes (Miri's side table; nothing natively).
