@@ -52,7 +52,7 @@ fn every_record_round_trips() {
     let events = random_events(&mut rng, 20_000);
     let mut buf = vec![0u8; 4 << 20];
     let mut e = Encoder::new(&mut buf);
-    let d = |k: u8| if k % 2 == 0 { Domain::Mem } else { Domain::Obj };
+    let d = |k: u8| if k.is_multiple_of(2) { Domain::Mem } else { Domain::Obj };
     for (k, v, t) in &events {
         match k {
             0 => e.malloc(d(*k), v[1], v[0]),

@@ -180,7 +180,7 @@ pub fn model_phases(config: Config, kind: &str, survivors: &str, n: usize) -> Ve
         note("del-all", &heap);
     } else {
         let keep_every = |i: usize| {
-            if survivors == "spread" { i % 1000 == 0 } else { i < (n / 1000).max(1) }
+            if survivors == "spread" { i.is_multiple_of(1000) } else { i < (n / 1000).max(1) }
         };
         let (keep, gone): (Vec<_>, Vec<_>) =
             live.iter().enumerate().partition(|(i, _)| keep_every(*i));

@@ -122,12 +122,11 @@ impl Staging {
                 n.push(name);
                 self.docs.join(n)
             });
-            if let Some(old) = &old {
-                if let Err(e) = std::fs::rename(&target, old) {
+            if let Some(old) = &old
+                && let Err(e) = std::fs::rename(&target, old) {
                     outcome = Err(format!("moving {} aside: {e}", target.display()));
                     break;
                 }
-            }
             if retiring {
                 done.push((target, old));
                 continue;
