@@ -350,7 +350,7 @@ impl<S: ArenaSource> Heap<S> {
         let carved = a.address != 0
             && addr >= first
             && addr < a.pool_address
-            && (addr - first) % self.pool_size == 0;
+            && (addr - first).is_multiple_of(self.pool_size);
         carved.then(|| a.ptr(addr).cast())
     }
 
@@ -447,6 +447,16 @@ impl<S: ArenaSource> Heap<S> {
     /// Whether `p` points inside one of this heap's arenas.
     pub fn owns(&self, p: *const u8) -> bool {
         self.map.contains(p.addr())
+    }
+
+    /// The size of the pool block `p` lies in (its usable size), or `None` when `p` is not
+    /// inside one of this heap's arenas. `p` must be a live block for the answer to mean
+    /// anything; it is only compared and its pool header read, never dereferenced itself.
+    pub fn block_size(&self, p: *const u8) -> Option<usize> {
+        let pool = PoolHeader::of(self.in_arena(p)?, self.pool_size);
+        // SAFETY: `p` is inside a live arena, so its pool's header is mapped; a pool holding a
+        // live block is carved and classed (`szidx` written when the pool was initialised).
+        Some(unsafe { ((*pool).szidx as usize + 1) << self.alignment_shift })
     }
 
     // ---------------------------------------------------------------- raw allocator
