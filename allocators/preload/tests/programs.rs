@@ -1,0 +1,313 @@
+//! Real programs under `LD_PRELOAD=libarenalab_preload.so`: small C programs for each edge case
+//! of the malloc API (compiled with `cc` at test time), fork while threads allocate, `git`, a
+//! threaded `python3` workload and a few CPython regression test modules, each compared with
+//! the same run without the library. A test whose tool is missing prints why and passes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The built library, next to this test binary's target dir (`target/release/deps/..`);
+/// built with `cargo build --release -p preload` first when missing.
+fn library() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+        let lib = dir.join("libarenalab_preload.so");
+        if !lib.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let profile = if dir.ends_with("release") { "--release" } else { "--profile=dev" };
+            let status = Command::new(cargo)
+                .args(["build", profile, "-p", "preload"])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build -p preload failed");
+        }
+        assert!(lib.exists(), "{} not built", lib.display());
+        lib
+    })
+}
+
+fn tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("skipped: `{name}` is not installed");
+    }
+    found
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("arenalab-preload-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Compiles `src` with `cc` (None, with the reason printed, when there is no `cc`).
+fn compile(name: &str, src: &str) -> Option<PathBuf> {
+    if !tool("cc") {
+        return None;
+    }
+    let dir = tempdir(name);
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, src).unwrap();
+    let exe = dir.join(name);
+    let out =
+        Command::new("cc").args(["-O1", "-pthread", "-o"]).arg(&exe).arg(&c).output().unwrap();
+    assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+    Some(exe)
+}
+
+fn preloaded(cmd: &mut Command) -> &mut Command {
+    cmd.env("LD_PRELOAD", library()).env("PYTHONMALLOC", "malloc")
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs the program under the library and asserts it exits 0 printing `ok`.
+fn run_ok(exe: &Path, env: &[(&str, &str)]) -> Output {
+    let out = preloaded(&mut Command::new(exe)).envs(env.iter().copied()).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    out
+}
+
+const EDGE_CASES: &str = r#"
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#define CHECK(c) do { if (!(c)) { printf("FAILED line %d: %s\n", __LINE__, #c); return 1; } } while (0)
+int main(void) {
+    free(NULL);
+    /* small and large blocks, usable sizes: a 100-byte request gets a 112-byte pool block */
+    char *s = malloc(100), *l = malloc(100000);
+    CHECK(s && l);
+    CHECK(malloc_usable_size(s) == 112);
+    CHECK(malloc_usable_size(l) >= 100000);
+    CHECK(malloc_usable_size(NULL) == 0);
+    memset(s, 'a', 100); memset(l, 'b', 100000);
+    /* realloc: small to small keeps the data, small to large moves to libc, large shrinks */
+    s = realloc(s, 300); CHECK(s && s[99] == 'a' && malloc_usable_size(s) == 304);
+    s = realloc(s, 5000); CHECK(s && s[0] == 'a' && s[99] == 'a' && malloc_usable_size(s) >= 5000);
+    l = realloc(l, 50); CHECK(l && l[49] == 'b');
+    /* realloc(NULL, n) is malloc; realloc(p, 0) frees and returns NULL */
+    char *r = realloc(NULL, 24); CHECK(r && malloc_usable_size(r) == 32);
+    CHECK(realloc(r, 0) == NULL);
+    free(s); free(l);
+    /* calloc: zeroed (also a recycled pool block), overflow is NULL with ENOMEM */
+    for (int i = 0; i < 3; i++) {
+        unsigned char *d = malloc(64); memset(d, 0xff, 64); free(d);
+        unsigned char *z = calloc(8, 8); CHECK(z);
+        for (int j = 0; j < 64; j++) CHECK(z[j] == 0);
+        free(z);
+    }
+    errno = 0; CHECK(calloc(SIZE_MAX / 2, 3) == NULL && errno == ENOMEM);
+    errno = 0; CHECK(reallocarray(NULL, SIZE_MAX / 2, 3) == NULL && errno == ENOMEM);
+    int *a = reallocarray(NULL, 10, sizeof(int)); CHECK(a); a[9] = 7;
+    a = reallocarray(a, 20, sizeof(int)); CHECK(a && a[9] == 7); free(a);
+    /* alignment: powers of two only */
+    void *p = NULL;
+    CHECK(posix_memalign(&p, 24, 16) == EINVAL);
+    CHECK(posix_memalign(&p, 4, 16) == EINVAL); /* not a multiple of sizeof(void *) */
+    CHECK(posix_memalign(&p, 16, 16) == 0 && ((uintptr_t)p & 15) == 0); free(p);
+    CHECK(posix_memalign(&p, 4096, 100) == 0 && ((uintptr_t)p & 4095) == 0); free(p);
+    errno = 0; CHECK(aligned_alloc(48, 96) == NULL && errno == EINVAL);
+    errno = 0; CHECK(memalign(3, 16) == NULL && errno == EINVAL);
+    p = aligned_alloc(64, 128); CHECK(p && ((uintptr_t)p & 63) == 0); free(p);
+    p = memalign(8, 40); CHECK(p && ((uintptr_t)p & 7) == 0 && malloc_usable_size(p) == 48); free(p);
+    p = valloc(10); CHECK(p && ((uintptr_t)p & 4095) == 0); free(p);
+    p = pvalloc(10); CHECK(p && ((uintptr_t)p & 4095) == 0 && malloc_usable_size(p) >= 4096); free(p);
+    p = malloc(0); free(p);
+    printf("ok\n");
+    return 0;
+}
+"#;
+
+#[test]
+fn each_edge_case_of_the_malloc_api() {
+    let Some(exe) = compile("edge", EDGE_CASES) else { return };
+    let out = run_ok(&exe, &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}
+
+/// The model serves small blocks: with the report on, its class counts show the program's
+/// 1000 live 48-byte blocks at exit (on top of whatever libc allocated for itself).
+const HOLDS: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+int main(void) {
+    for (int i = 0; i < 1000; i++) if (!malloc(40)) return 1;
+    printf("ok\n");
+    return 0;
+}
+"#;
+
+#[test]
+fn small_blocks_come_from_the_model_and_the_report_says_so() {
+    let Some(exe) = compile("holds", HOLDS) else { return };
+    let out = run_ok(&exe, &[("ARENALAB_STATS", "1")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Small block threshold = 512, in 32 size classes."), "{err}");
+    // Class 2 (48 bytes): 1000 blocks from the program, perhaps a few from libc.
+    let row = err.lines().find(|l| l.split_whitespace().next() == Some("2")).expect(&*err);
+    let in_use: usize = row.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!((1000..1010).contains(&in_use), "{row}");
+    // The 3.8 layout: 4 KiB pools of 16-byte classes, 256 KiB arenas.
+    let out = run_ok(&exe, &[("ARENALAB_STATS", "1"), ("ARENALAB_PRESET", "3.8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("arenas * 262144 bytes/arena"), "{err}");
+}
+
+#[test]
+fn a_bad_preset_is_refused_with_exit_code_2() {
+    let out =
+        preloaded(&mut Command::new("/bin/true")).env("ARENALAB_PRESET", "3.9").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ARENALAB_PRESET=3.9 is not a layout"));
+}
+
+/// Four threads allocate and free without pause while the main thread forks 200 times; each
+/// child allocates (it would hang on a lock inherited from a thread it lacks) and exits.
+const FORK: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static volatile int stop;
+static void *churn(void *arg) {
+    void *keep[64] = {0};
+    unsigned i = (unsigned)(long)arg;
+    while (!stop) {
+        unsigned k = (i * 2654435761u) % 64;
+        free(keep[k]);
+        keep[k] = malloc(1 + (i % 700));
+        if (keep[k]) memset(keep[k], 1, 1 + (i % 700));
+        i++;
+    }
+    for (int k = 0; k < 64; k++) free(keep[k]);
+    return NULL;
+}
+int main(void) {
+    pthread_t t[4];
+    for (long i = 0; i < 4; i++) pthread_create(&t[i], NULL, churn, (void *)i);
+    for (int n = 0; n < 200; n++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            for (int j = 0; j < 100; j++) free(malloc(16 + j));
+            _exit(7);
+        }
+        int status = 0;
+        if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 7) {
+            printf("child %d failed\n", n);
+            return 1;
+        }
+    }
+    stop = 1;
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    printf("ok\n");
+    return 0;
+}
+"#;
+
+#[test]
+fn fork_while_threads_allocate() {
+    let Some(exe) = compile("fork", FORK) else { return };
+    let out = run_ok(&exe, &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}
+
+#[test]
+fn git_init_add_commit_log() {
+    if !tool("git") {
+        return;
+    }
+    let repo = tempdir("git");
+    for (i, name) in ["a.txt", "b.txt", "c.txt"].iter().enumerate() {
+        std::fs::write(repo.join(name), format!("file {i}\n").repeat(100 * (i + 1))).unwrap();
+    }
+    let git = |args: &[&str], preload: bool| {
+        let mut cmd = Command::new("git");
+        cmd.args(args).current_dir(&repo).env("GIT_CONFIG_NOSYSTEM", "1").env("HOME", &repo);
+        if preload {
+            preloaded(&mut cmd);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", show(&out));
+        out
+    };
+    git(&["init", "-q"], true);
+    git(&["add", "."], true);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first"], true);
+    std::fs::write(repo.join("a.txt"), "changed\n").unwrap();
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "second"], true);
+    let with = git(&["log", "--stat", "--format=%s"], true);
+    let without = git(&["log", "--stat", "--format=%s"], false);
+    assert_eq!(with.stdout, without.stdout);
+    assert!(String::from_utf8_lossy(&with.stdout).contains("second"));
+}
+
+/// The real interpreter behind a `pyenv` shim, or `python3` itself.
+fn python() -> Option<String> {
+    if !tool("python3") {
+        return None;
+    }
+    let out =
+        Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+const THREADED_PY: &str = r#"
+import threading, json
+out = []
+def work(k):
+    d = {}
+    for i in range(20000):
+        d[str(i)] = [i, str(i) * (i % 7), (i, k)]
+        if i % 3 == 0:
+            del d[str(i // 2)]
+    out.append(len(json.dumps(d)))
+ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(sorted(out))
+"#;
+
+#[test]
+fn python_threaded_workload() {
+    let Some(py) = python() else { return };
+    let with = preloaded(&mut Command::new(&py)).args(["-c", THREADED_PY]).output().unwrap();
+    let without = Command::new(&py).args(["-c", THREADED_PY]).output().unwrap();
+    assert!(with.status.success(), "{}", show(&with));
+    assert_eq!(with.stdout, without.stdout);
+}
+
+#[test]
+fn cpython_regression_tests() {
+    let Some(py) = python() else { return };
+    let mods = ["test_list", "test_dict", "test_set", "test_json"];
+    let mut cmd = Command::new(&py);
+    cmd.args(["-m", "test", "-q"]).args(mods);
+    let with = preloaded(&mut cmd).output().unwrap();
+    let text = String::from_utf8_lossy(&with.stdout);
+    if !with.status.success() && text.contains("No module named test") {
+        println!("skipped: this python3 has no test package");
+        return;
+    }
+    assert!(with.status.success(), "{}", show(&with));
+    assert!(text.contains("Result: SUCCESS"), "{}", show(&with));
+}
