@@ -162,7 +162,7 @@ fn small_blocks_come_from_the_model_and_the_report_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Small block threshold = 512, in 32 size classes."), "{err}");
     // Class 2 (48 bytes): 1000 blocks from the program, perhaps a few from libc.
-    let row = err.lines().find(|l| l.split_whitespace().next() == Some("2")).expect(&*err);
+    let row = err.lines().find(|l| l.split_whitespace().next() == Some("2")).expect(&err);
     let in_use: usize = row.split_whitespace().nth(3).unwrap().parse().unwrap();
     assert!((1000..1010).contains(&in_use), "{row}");
     // The 3.8 layout: 4 KiB pools of 16-byte classes, 256 KiB arenas.
