@@ -55,6 +55,8 @@ use core::fmt::Write as _;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use pymalloc::{Config, Heap, PyMalloc, Stats};
 
+mod record;
+
 // ------------------------------------------------------------------------------- the real libc
 
 type MallocFn = unsafe extern "C" fn(usize) -> *mut c_void;
@@ -172,6 +174,11 @@ unsafe fn real_usable(p: *mut c_void) -> usize {
         Some(f) => unsafe { f(p) },
         None => 0,
     }
+}
+
+fn errno() -> c_int {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
 }
 
 fn set_errno(e: c_int) {
@@ -355,6 +362,21 @@ fn initialise() {
     let config = heap().config();
     THRESHOLD.store(config.small_request_threshold(), Ordering::Relaxed);
     GRANULARITY.store(config.alignment(), Ordering::Relaxed);
+    // SAFETY: getenv as in `env`; the string lives in the environment until the unsetenv in
+    // record::start, which is done with it by then.
+    let trace = unsafe { libc::getenv(c"ARENALAB_TRACE".as_ptr()) };
+    if !trace.is_null() {
+        // SAFETY: a non-null getenv result is NUL-terminated.
+        let path = unsafe { CStr::from_ptr(trace) };
+        if !path.is_empty() {
+            // The names of `arenalab trace`'s layouts (pymalloc::Layout::name on its branch).
+            let layout = ["32c-16k-1m-keep", "32c-4k-256k", "64c-4k-256k"][selected];
+            record::start(path, layout, config.num_classes());
+            // SAFETY: an `extern "C"` handler that only stores an atomic; glibc may allocate its
+            // handler list, which comes back here (the bootstrap area serves it).
+            unsafe { libc::pthread_atfork(None, None, Some(record::stop_in_child)) };
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------- the API
@@ -363,6 +385,10 @@ fn initialise() {
 fn alloc(size: usize, align: usize) -> *mut c_void {
     if !ready() {
         return bootstrap_alloc(size, align);
+    }
+    if record::on() {
+        let real = || if align <= 16 { real_malloc(size) } else { real_aligned(align, size) };
+        return record::malloc(size, real);
     }
     if served(size, align) {
         let p = heap().with_heap(|h| h.alloc(size));
@@ -415,6 +441,10 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
         // SAFETY: caller contract; not ours, so the real allocator's.
         return unsafe { real_free(p) };
     }
+    if record::on() {
+        // SAFETY: caller contract; in mode record every block after the bootstrap is real.
+        return record::free(p, || unsafe { real_free(p) });
+    }
     // SAFETY: caller contract.
     if !unsafe { model_free(p) } {
         // SAFETY: caller contract; not the model's, not the bootstrap area's.
@@ -434,6 +464,9 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     };
     if !ready() {
         return bootstrap_alloc(bytes, 16);
+    }
+    if record::on() {
+        return record::calloc(n, size, || real_calloc(n, size));
     }
     if served(bytes, 1) {
         let p = alloc(bytes, 1);
@@ -484,6 +517,10 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     if in_bootstrap(p) || !ready() {
         // SAFETY: caller contract.
         return unsafe { move_block(p, size) };
+    }
+    if record::on() {
+        // SAFETY: caller contract; in mode record every block after the bootstrap is real.
+        return record::realloc(p, size, || unsafe { real_realloc(p, size) });
     }
     if served(size, 1) {
         // A pool block stays in the model.
@@ -730,8 +767,9 @@ fn row(
     writeln!(out, "{label:<40}= {:>15}", Grouped(v))
 }
 
-/// The library's destructor: the report, when asked for.
+/// The library's destructor: the end of the trace and the report, when asked for.
 extern "C" fn at_exit() {
+    record::finish();
     if STATS_AT_EXIT.load(Ordering::Relaxed) == 0 || STATE.load(Ordering::Acquire) != READY {
         return;
     }

@@ -7,23 +7,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// The built library, next to this test binary's target dir (`target/release/deps/..`);
-/// built with `cargo build --release -p preload` first when missing.
+/// The built library, next to this test binary's target dir (`target/release/deps/..`),
+/// brought up to date first with `cargo build -p preload` in the same profile (`cargo test`
+/// builds the integration tests but not the `cdylib` itself).
 fn library() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let exe = std::env::current_exe().expect("test binary path");
         let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+        let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("release");
+        let profile = if profile == "debug" { "dev" } else { profile };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--profile", profile, "-p", "preload"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p preload failed");
         let lib = dir.join("libarenalab_preload.so");
-        if !lib.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let profile = if dir.ends_with("release") { "--release" } else { "--profile=dev" };
-            let status = Command::new(cargo)
-                .args(["build", profile, "-p", "preload"])
-                .status()
-                .expect("run cargo build");
-            assert!(status.success(), "cargo build -p preload failed");
-        }
         assert!(lib.exists(), "{} not built", lib.display());
         lib
     })
@@ -77,7 +78,8 @@ fn show(o: &Output) -> String {
 
 /// Runs the program under the library and asserts it exits 0 printing `ok`.
 fn run_ok(exe: &Path, env: &[(&str, &str)]) -> Output {
-    let out = preloaded(&mut Command::new(exe)).envs(env.iter().copied()).output().unwrap();
+    let out =
+        preloaded(&mut Command::new(exe)).arg("end").envs(env.iter().copied()).output().unwrap();
     assert!(out.status.success(), "{}", show(&out));
     out
 }
@@ -310,4 +312,116 @@ fn cpython_regression_tests() {
     }
     assert!(with.status.success(), "{}", show(&with));
     assert!(text.contains("Result: SUCCESS"), "{}", show(&with));
+}
+
+/// One decoded record of the trace format (see `src/record.rs`).
+#[derive(Debug, PartialEq)]
+enum Rec {
+    Malloc(u64, u64),
+    Calloc(u64, u64, u64),
+    Realloc(u64, u64, u64),
+    Free(u64),
+    Mark(String),
+    End(i64),
+}
+
+/// Decodes a whole trace: (header JSON, records). Panics on anything malformed.
+fn decode(data: &[u8]) -> (String, Vec<Rec>) {
+    assert_eq!(&data[..8], b"ARENATRC");
+    assert_eq!(u32::from_le_bytes(data[8..12].try_into().unwrap()), 1);
+    let n = u32::from_le_bytes(data[12..16].try_into().unwrap()) as usize;
+    let header = String::from_utf8(data[16..16 + n].to_vec()).unwrap();
+    let mut at = 16 + n;
+    let mut last = 0u64;
+    let varint = |at: &mut usize| {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let b = data[*at];
+            *at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                return v;
+            }
+        }
+    };
+    let unzig = |z: u64| ((z >> 1) as i64) ^ -((z & 1) as i64);
+    let mut recs = Vec::new();
+    while at < data.len() {
+        let tag = data[at];
+        at += 1;
+        let mut addr = |at: &mut usize| {
+            last = last.wrapping_add(unzig(varint(at)) as u64);
+            last
+        };
+        recs.push(match tag {
+            0x01 => Rec::Malloc(varint(&mut at), addr(&mut at)),
+            0x02 => Rec::Calloc(varint(&mut at), varint(&mut at), addr(&mut at)),
+            0x03 => {
+                let p = addr(&mut at);
+                Rec::Realloc(p, varint(&mut at), addr(&mut at))
+            }
+            0x04 => Rec::Free(addr(&mut at)),
+            0x07 => {
+                let n = varint(&mut at) as usize;
+                let label = String::from_utf8(data[at..at + n].to_vec()).unwrap();
+                at += n;
+                assert_eq!(varint(&mut at), 0, "no report text in a native trace");
+                Rec::Mark(label)
+            }
+            0x08 => Rec::End(unzig(varint(&mut at))),
+            t => panic!("unknown tag {t:#x} at byte {at}"),
+        });
+    }
+    (header, recs)
+}
+
+const RECORDED: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) {
+    void *p = malloc(1000), *q = calloc(10, 30);
+    void *r = realloc(p, 5000);
+    free(q);
+    free(r);
+    void *a = NULL;
+    if (posix_memalign(&a, 64, 100)) return 1;
+    free(a);
+    printf("%lu %lu %lu %lu %s\n", (unsigned long)p, (unsigned long)q, (unsigned long)r,
+           (unsigned long)a, argv[1]);
+    return 0;
+}
+"#;
+
+#[test]
+fn record_mode_writes_every_call_in_the_trace_format() {
+    let Some(exe) = compile("recorded", RECORDED) else { return };
+    let trace = exe.with_extension("trace");
+    let out = run_ok(&exe, &[("ARENALAB_TRACE", trace.to_str().unwrap())]);
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let v: Vec<u64> = printed.split_whitespace().take(4).map(|w| w.parse().unwrap()).collect();
+    let (p, q, r, a) = (v[0], v[1], v[2], v[3]);
+    let (header, recs) = decode(&std::fs::read(&trace).unwrap());
+    assert!(header.contains(r#""layout":"32c-16k-1m-keep","classes":32"#), "{header}");
+    assert!(header.contains(&format!(r#""executable":"{}""#, exe.display())), "{header}");
+    // The program's calls, in order, among libc's own (stdio's buffer); the aligned request is
+    // recorded as a malloc of its size.
+    let mine = [
+        Rec::Malloc(1000, p),
+        Rec::Calloc(10, 30, q),
+        Rec::Realloc(p, 5000, r),
+        Rec::Free(q),
+        Rec::Free(r),
+        Rec::Malloc(100, a),
+        Rec::Free(a),
+    ];
+    let mut next = mine.iter().peekable();
+    for rec in &recs {
+        if next.peek() == Some(&rec) {
+            next.next();
+        }
+    }
+    assert!(next.peek().is_none(), "missing {:?} in {recs:?}", next.peek());
+    let n = recs.len();
+    assert_eq!(recs[n - 2..], [Rec::Mark("exit".into()), Rec::End(0)]);
 }
