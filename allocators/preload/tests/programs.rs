@@ -298,20 +298,87 @@ fn python_threaded_workload() {
     assert_eq!(with.stdout, without.stdout);
 }
 
+/// The names of the failed tests in a `python3 -m test` log (`FAIL: name (class)` lines).
+fn failed_tests(log: &str) -> Vec<String> {
+    let mut v: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("FAIL: ").or_else(|| l.strip_prefix("ERROR: ")))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn cpython_regression_tests() {
     let Some(py) = python() else { return };
     let mods = ["test_list", "test_dict", "test_set", "test_json"];
-    let mut cmd = Command::new(&py);
-    cmd.args(["-m", "test", "-q"]).args(mods);
-    let with = preloaded(&mut cmd).output().unwrap();
-    let text = String::from_utf8_lossy(&with.stdout);
+    let run = |preload: bool| {
+        let mut cmd = Command::new(&py);
+        cmd.args(["-m", "test", "-v"]).args(mods);
+        if preload {
+            preloaded(&mut cmd);
+        }
+        cmd.output().unwrap()
+    };
+    let with = run(true);
+    let text = String::from_utf8_lossy(&with.stdout).into_owned();
     if !with.status.success() && text.contains("No module named test") {
         println!("skipped: this python3 has no test package");
         return;
     }
-    assert!(with.status.success(), "{}", show(&with));
-    assert!(text.contains("Result: SUCCESS"), "{}", show(&with));
+    if with.status.success() {
+        assert!(text.contains("Result: SUCCESS"), "{}", show(&with));
+        return;
+    }
+    // A failure counts only if the same modules pass, or fail otherwise, without the library.
+    let without = run(false);
+    let base = String::from_utf8_lossy(&without.stdout);
+    assert_eq!(failed_tests(&text), failed_tests(&base), "{}", show(&with));
+    println!("fails alike without the library: {:?}", failed_tests(&base));
+}
+
+#[test]
+fn sqlite3_on_a_generated_database() {
+    if !tool("sqlite3") {
+        return;
+    }
+    let dir = tempdir("sqlite");
+    let sql = "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);
+        WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000)
+        INSERT INTO t SELECT x, 'name-' || x || substr('abcdefghij', 1, x % 10), x * 0.5 FROM c;
+        CREATE INDEX ti ON t(name);
+        DELETE FROM t WHERE id % 3 = 0;
+        VACUUM;
+        SELECT count(*), sum(v), max(name), sum(length(name)) FROM t;";
+    let run = |db: &str, preload: bool| {
+        let mut cmd = Command::new("sqlite3");
+        cmd.arg(dir.join(db)).arg(sql);
+        if preload {
+            preloaded(&mut cmd);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        out.stdout
+    };
+    assert_eq!(run("with.db", true), run("without.db", false));
+}
+
+#[test]
+fn gcc_compiles_a_small_c_file() {
+    let Some(exe) = compile("holds_again", HOLDS) else { return };
+    let dir = exe.parent().unwrap();
+    let build = |out: &str, preload: bool| {
+        let mut cmd = Command::new("cc");
+        cmd.args(["-O2", "-Wall", "-o"]).arg(dir.join(out)).arg(dir.join("holds_again.c"));
+        if preload {
+            preloaded(&mut cmd);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", show(&o));
+        std::fs::read(dir.join(out)).unwrap()
+    };
+    assert_eq!(build("with", true), build("without", false), "the same binary either way");
 }
 
 /// One decoded record of the trace format (see `src/record.rs`).
