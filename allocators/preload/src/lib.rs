@@ -27,6 +27,23 @@
 //! `sys._debugmallocstats()`-style report is written to standard error when the program exits
 //! (from the library's destructor, formatted in a stack buffer: no allocation).
 //!
+//! ## Mode `record`
+//!
+//! With `ARENALAB_TRACE=FILE`, nothing goes to the model: every call goes to the real allocator
+//! and is written to FILE in the trace format of `arenalab trace` (version 1; calls in the MEM
+//! domain, aligned requests as `malloc` of their size, a mark every 65,536 calls and at exit),
+//! for `arenalab trace replay FILE --allocator system --allocator mimalloc ...`. The format has
+//! no thread field: calls are recorded in the order they took one lock, and replayed in that
+//! order on one thread (one interleaving of a multi-threaded program, the one that happened).
+//! The header names the layout of `ARENALAB_PRESET`; the end record's status is 0 (a library
+//! destructor cannot see the exit status). Only the process that opened FILE records: the
+//! variable is removed from its environment, and a child of `fork` stops recording.
+//!
+//! ```sh
+//! ARENALAB_TRACE=/tmp/git.trace LD_PRELOAD=target/release/libarenalab_preload.so git log
+//! cargo run --release -- trace replay /tmp/git.trace --allocator system --allocator jemalloc
+//! ```
+//!
 //! ## Where interposers fail, and what this one does
 //!
 //! * **Before `dlsym` answers.** The first call resolves the real functions; `dlsym` itself
