@@ -24,7 +24,9 @@
 //!   jemalloc, which would have served each thread apart, are not exercised.
 //! * A mark (no report text: no interpreter) every 65,536 calls and at exit, so that the replay
 //!   measures each allocator along the run; the peak is the largest of those.
-//! * The end record's status is 0: a library destructor cannot see the exit status.
+//! * The end record's status is 0: a library destructor cannot see the exit status. A program
+//!   that ends with `_exit` or a signal runs no destructor: its trace has no end (the last
+//!   records may be missing too), and the replay refuses it as cut short.
 //! * Only the process that opened FILE records: the variable is removed from its environment
 //!   (programs it starts run in mode `pymalloc`), and a child of `fork` stops recording.
 //!
