@@ -412,8 +412,13 @@ impl PyMalloc {
     /// allocator, the re-entry is detected and the process aborts with a message; if the panic
     /// unwinds to here, the process aborts too (the heap may be half-updated). Either way the
     /// process stops with a message on stderr instead of hanging.
+    ///
+    /// Public for callers that need several heap operations in one critical section (the
+    /// `LD_PRELOAD` library asks "is this pointer ours?" and frees it under one lock). `f` must
+    /// not call this `PyMalloc` again (that aborts, as described above) and should be short:
+    /// every other thread's allocations wait for it.
     #[inline(always)]
-    fn with<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
+    pub fn with_heap<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
         let lock = self.lock_slot();
         lock.lock();
         let unwinding = AbortOnUnwind;
@@ -429,7 +434,7 @@ impl PyMalloc {
     /// Walks every carved pool of every arena under the lock: the cost grows with the heap, and
     /// other threads' allocations wait for it.
     pub fn stats(&self) -> Stats {
-        self.with(|h| h.stats())
+        self.with_heap(|h| h.stats())
     }
 
     /// Checks every invariant of the heap now.
@@ -437,12 +442,12 @@ impl PyMalloc {
     /// Walks every carved pool of every arena and every free list under the lock: the cost grows
     /// with the heap, and other threads' allocations wait for it.
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
-        self.with(|h| h.check_invariants())
+        self.with_heap(|h| h.check_invariants())
     }
 
     /// The layout in force.
     pub fn config(&self) -> Config {
-        self.with(|h| *h.config())
+        self.with_heap(|h| *h.config())
     }
 
     /// The occupancy of every arena now. The buffers are allocated before the lock is taken
@@ -450,11 +455,11 @@ impl PyMalloc {
     pub fn snapshot(&self) -> Snapshot {
         let per_arena = self.config().pools_per_arena();
         loop {
-            let want = self.with(|h| h.arenas_current()) + 2;
+            let want = self.with_heap(|h| h.arenas_current()) + 2;
             let mut arenas: Vec<ArenaSnapshot> = (0..want)
                 .map(|_| ArenaSnapshot { address: 0, pools: Vec::with_capacity(per_arena) })
                 .collect();
-            if let Some(used) = self.with(|h| h.fill_snapshot(&mut arenas)) {
+            if let Some(used) = self.with_heap(|h| h.fill_snapshot(&mut arenas)) {
                 arenas.truncate(used);
                 arenas.sort_unstable_by_key(|a| a.address);
                 return Snapshot { pools_per_arena: per_arena, arenas };
@@ -466,7 +471,7 @@ impl PyMalloc {
     /// this stops the process with a message rather than deadlocking. Not part of the API.
     #[doc(hidden)]
     pub fn panic_while_locked(&self) {
-        self.with(|_| panic!("a panic inside the critical section, on purpose"))
+        self.with_heap(|_| panic!("a panic inside the critical section, on purpose"))
     }
 }
 
@@ -495,18 +500,18 @@ impl Default for PyMalloc {
 unsafe impl GlobalAlloc for PyMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.with(|h| h.alloc_aligned(layout.size(), layout.align()))
+        self.with_heap(|h| h.alloc_aligned(layout.size(), layout.align()))
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         // SAFETY: GlobalAlloc contract: ptr is a live block of this allocator.
-        self.with(|h| unsafe { h.free(ptr) })
+        self.with_heap(|h| unsafe { h.free(ptr) })
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        self.with(|h| {
+        self.with_heap(|h| {
             if layout.align() <= h.config().alignment() {
                 // SAFETY: GlobalAlloc contract: ptr is a live block of this allocator.
                 unsafe { h.realloc(ptr, new_size) }

@@ -449,6 +449,16 @@ impl<S: ArenaSource> Heap<S> {
         self.map.contains(p.addr())
     }
 
+    /// The size of the pool block `p` lies in (its usable size), or `None` when `p` is not
+    /// inside one of this heap's arenas. `p` must be a live block for the answer to mean
+    /// anything; it is only compared and its pool header read, never dereferenced itself.
+    pub fn block_size(&self, p: *const u8) -> Option<usize> {
+        let pool = PoolHeader::of(self.in_arena(p)?, self.pool_size);
+        // SAFETY: `p` is inside a live arena, so its pool's header is mapped; a pool holding a
+        // live block is carved and classed (`szidx` written when the pool was initialised).
+        Some(unsafe { ((*pool).szidx as usize + 1) << self.alignment_shift })
+    }
+
     // ---------------------------------------------------------------- raw allocator
 
     pub(crate) fn raw_alloc(&mut self, size: usize) -> *mut u8 {
