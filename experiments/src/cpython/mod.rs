@@ -298,11 +298,9 @@ fn measure_plan(found: find::Found, plan: &Plan, command: &str) -> Result<Cpytho
         for py in &interps {
             let methods = match &plan.pool_interpreters {
                 None => plan.start_methods.clone(),
-                Some(_) => report_methods(
-                    py,
-                    newest.as_ref() == Some(&py.executable),
-                    &plan.start_methods,
-                ),
+                Some(_) => {
+                    report_methods(py, newest.as_ref() == Some(&py.executable), &plan.start_methods)
+                }
             };
             for method in &methods {
                 progress(format!("pool {} {method}", py.version));

@@ -123,10 +123,11 @@ impl Staging {
                 self.docs.join(n)
             });
             if let Some(old) = &old
-                && let Err(e) = std::fs::rename(&target, old) {
-                    outcome = Err(format!("moving {} aside: {e}", target.display()));
-                    break;
-                }
+                && let Err(e) = std::fs::rename(&target, old)
+            {
+                outcome = Err(format!("moving {} aside: {e}", target.display()));
+                break;
+            }
             if retiring {
                 done.push((target, old));
                 continue;
