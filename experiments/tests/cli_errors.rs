@@ -114,3 +114,11 @@ fn retention_refuses_too_few_objects_for_a_workload_saying_why() {
     // Workloads without a minimum run with one object.
     assert_eq!(minimum_objects(Workload::Seed, 32), None);
 }
+
+#[test]
+fn cpython_refuses_exit_sizes_below_the_noise_floor_and_sizes_out_of_range() {
+    let err = refused(&["cpython", "--exit-mib", "32"]);
+    assert!(err.contains("--exit-mib must be between 64 and 65536, got 32"), "{err}");
+    let err = refused(&["cpython", "--pool-mib", "0"]);
+    assert!(err.contains("--pool-mib must be between 1 and 4096, got 0"), "{err}");
+}

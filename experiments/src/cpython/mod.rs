@@ -75,7 +75,8 @@ pub struct CpythonArgs {
     /// MiB each pool worker holds (1 to 4096).
     #[arg(long, value_name = "M", default_value_t = DEFAULT_POOL_MIB)]
     pub pool_mib: u64,
-    /// MiB of objects each exit child builds (1 to 65536).
+    /// MiB of objects each exit child builds (64 to 65536: below 64 the system-wide figures
+    /// are noise, as for `arenalab exit`).
     #[arg(long, value_name = "M", default_value_t = DEFAULT_EXIT_MIB)]
     pub exit_mib: u64,
     /// Print one JSON document instead of tables.
@@ -164,15 +165,11 @@ pub fn scripts_dir() -> Result<PathBuf> {
 
 /// Checks the sizes; a problem is [`Error::Usage`].
 pub fn validate(args: &CpythonArgs) -> Result<()> {
-    if !(1_000..=50_000_000).contains(&args.objects) {
-        return Err(Error::Usage(format!("--objects {}: give 1000 to 50000000", args.objects)));
-    }
-    if !(1..=4096).contains(&args.pool_mib) {
-        return Err(Error::Usage(format!("--pool-mib {}: give 1 to 4096", args.pool_mib)));
-    }
-    if !(1..=65536).contains(&args.exit_mib) {
-        return Err(Error::Usage(format!("--exit-mib {}: give 1 to 65536", args.exit_mib)));
-    }
+    crate::cli::check_range("--objects", args.objects, 1_000, Some(50_000_000))?;
+    crate::cli::check_range("--pool-mib", args.pool_mib, 1, Some(4096))?;
+    // The exit part's figures are system-wide, as in `arenalab exit`: below its floor the
+    // machine's own noise is as large as the child (see `crate::exit::MIN_MIB`).
+    crate::cli::check_range("--exit-mib", args.exit_mib, crate::exit::MIN_MIB, Some(65536))?;
     crate::fit::check_fits(args.exit_mib, 1)?;
     crate::fit::check_fits(args.pool_mib, 4)
 }
@@ -221,7 +218,7 @@ fn report_plan() -> Plan {
         scenarios: pool::SCENARIOS.iter().map(|s| s.to_string()).collect(),
         pool_interpreters: Some(Vec::new()),
         pool: pool::PoolSize { workers: 4, mib: 16, observe_ms: 600, busy_ms: 600 },
-        exit_mib: 32,
+        exit_mib: crate::exit::MIN_MIB,
     }
 }
 
@@ -452,7 +449,7 @@ Parts (--part, repeatable; default all three):
              (repeatable) picks some; for each --start-method (fork, spawn, forkserver;
              default all). Workers' count and summed VmRSS every 10 ms, time until none is
              left; leftovers killed and reaped.
-  exit       a child builds --exit-mib MiB of floats (1 to 65536, default 256) and ends by a
+  exit       a child builds --exit-mib MiB of floats (64 to 65536, default 256) and ends by a
              normal exit, os._exit(0), an unhandled exception, SIGKILL or SIGTERM: end to
              zombie, whether the zombie holds memory, memory back (MemAvailable plus per-CPU
              free pages) before the reap.
@@ -460,7 +457,7 @@ Parts (--part, repeatable; default all three):
 Time: at the defaults about 1 to 3 minutes per interpreter (the pool part dominates);
 `arenalab report` runs it smaller (100,000 objects; pools of 16 MiB, every interpreter with
 fork, python3 also with spawn and forkserver, the newest version also with spawn; exit at
-32 MiB). Output: tables, or --json; the report writes
+64 MiB). Output: tables, or --json; the report writes
 docs/results/cpython.json and docs/cpython.md.";
 
 /// The examples at the end of `arenalab cpython --help`.
