@@ -169,6 +169,7 @@ proptest! {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "runs the test binary as a child process, which Miri cannot")]
 fn proptest_cases_sets_the_number_of_cases() {
     if std::env::var_os(COUNT_CASES).is_some() {
         return; // the child runs only the property
