@@ -21,6 +21,7 @@
 //! * [`lineup`]: the same calls on the other allocators, each in a fresh child.
 //! * [`python`]: finding interpreters and their layouts.
 //! * [`page`]: the seed workloads, `arenalab report`'s measurement, docs/trace.md.
+//! * [`native`]: real programs through the preload library: a native trace, python3 on the model.
 //!
 //! A trace proves the model when every mark is equal: same arenas allocated, reclaimed, current
 //! and high-water, same pools and blocks per size class, same unused pools, same bytes lost to
@@ -29,6 +30,7 @@
 pub mod counters;
 pub mod format;
 pub mod lineup;
+pub mod native;
 pub mod page;
 pub mod program;
 pub mod python;
