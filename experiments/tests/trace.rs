@@ -4,7 +4,7 @@
 //! Tests that need a CPython print why they are skipped when `python3` is missing or cannot be
 //! recorded (no shared libpython, older than 3.8).
 
-use arenalab::trace::format::{self, Encoder, Header};
+use arenalab::trace::format::{self, Encoder, Header, Source};
 use arenalab::trace::python::Python;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -184,6 +184,7 @@ fn not_a_trace_is_refused_with_exit_2() {
 #[test]
 fn a_trace_of_an_unknown_layout_is_refused_with_exit_2() {
     let header = Header {
+        source: Source::Cpython,
         python_version: [3, 99, 0],
         layout: "48c-32k-2m".into(),
         classes: 48,

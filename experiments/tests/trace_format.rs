@@ -1,7 +1,7 @@
 //! The trace format round-trips every record, and damaged bytes are an error, never a panic.
 
 use arenalab::trace::format::{
-    self, Domain, Encoder, Event, FormatError, Header, Reader, read_header,
+    self, Domain, Encoder, Event, FormatError, Header, Reader, Source, read_header,
 };
 use arenalab::trace::program::{CompileError, compile};
 
@@ -25,6 +25,7 @@ impl Rng {
 
 fn header() -> Header {
     Header {
+        source: Source::Cpython,
         python_version: [3, 11, 7],
         layout: "32c-16k-1m-keep".into(),
         classes: 32,

@@ -70,7 +70,7 @@ use core::cell::UnsafeCell;
 use core::ffi::{CStr, c_int, c_void};
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use pymalloc::{Config, Heap, PyMalloc, Stats};
+use pymalloc::{Config, Heap, Layout, PyMalloc, Stats};
 
 mod record;
 
@@ -275,6 +275,9 @@ static HEAPS: [PyMalloc; 3] = [
     PyMalloc::with_config(Config::CPYTHON_3_8),
     PyMalloc::with_config(Config::CPYTHON_3_7),
 ];
+/// The layout of each of `HEAPS`, named in a trace's header.
+const LAYOUTS: [Layout; 3] =
+    [Layout::Classes32Pools16k, Layout::Classes32Pools4k, Layout::Classes64Pools4k];
 /// Index into `HEAPS`.
 static SELECTED: AtomicUsize = AtomicUsize::new(0);
 /// Largest request served by pools, and the granularity, of the selected layout.
@@ -386,9 +389,7 @@ fn initialise() {
         // SAFETY: a non-null getenv result is NUL-terminated.
         let path = unsafe { CStr::from_ptr(trace) };
         if !path.is_empty() {
-            // The names of `arenalab trace`'s layouts (pymalloc::Layout::name on its branch).
-            let layout = ["32c-16k-1m-keep", "32c-4k-256k", "64c-4k-256k"][selected];
-            record::start(path, layout, config.num_classes());
+            record::start(path, LAYOUTS[selected].name(), config.num_classes());
             // SAFETY: an `extern "C"` handler that only stores an atomic; glibc may allocate its
             // handler list, which comes back here (the bootstrap area serves it).
             unsafe { libc::pthread_atfork(None, None, Some(record::stop_in_child)) };

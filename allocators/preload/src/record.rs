@@ -14,7 +14,8 @@
 //!   `posix_memalign`, `aligned_alloc`, `memalign`, `valloc` and `pvalloc` are recorded as
 //!   `malloc` of their size (the format has no alignment), `reallocarray` as `realloc` of the
 //!   product; `free(NULL)` is not recorded.
-//! * The header names the layout of `ARENALAB_PRESET` (the replay models that one), Python
+//! * The header says `"source":"native"` (a replay then has no interpreter counters to compare
+//!   its marks with), names the layout of `ARENALAB_PRESET` (the replay models that one), Python
 //!   version `[0, 0, 0]`, the program (`/proc/self/exe`) and its arguments; no arena records
 //!   follow (the real allocator has no arenas), so every block's recorded place is "raw".
 //! * **Threads.** The format has no thread field: calls are written in the order they took the
@@ -115,8 +116,8 @@ impl Buffer {
             self.flush();
         }
     }
-    /// A mark labelled `call N` or `exit`, with no report text (no interpreter ran: a replay
-    /// says "interpreter report unreadable" and measures the allocators there all the same).
+    /// A mark labelled `call N` or `exit`, with no report text (no interpreter ran: a replay of
+    /// a native trace shows the model's counters there and measures the allocators).
     fn mark(&mut self, exit: bool) {
         let mut label = [0u8; 32];
         let mut j = Json { out: &mut label, len: 0 };
@@ -326,7 +327,7 @@ pub(crate) fn start(path: &CStr, layout: &str, classes: usize) {
 
     let mut header = [0u8; 24576];
     let mut j = Json { out: &mut header, len: 0 };
-    j.raw(b"{\"python_version\":[0,0,0],\"layout\":");
+    j.raw(b"{\"source\":\"native\",\"python_version\":[0,0,0],\"layout\":");
     j.string(layout.as_bytes());
     j.raw(b",\"classes\":");
     j.number(classes);

@@ -492,6 +492,7 @@ fn record_mode_writes_every_call_in_the_trace_format() {
     let v: Vec<u64> = printed.split_whitespace().take(4).map(|w| w.parse().unwrap()).collect();
     let (p, q, r, a) = (v[0], v[1], v[2], v[3]);
     let (header, recs) = decode(&std::fs::read(&trace).unwrap());
+    assert!(header.starts_with(r#"{"source":"native","#), "{header}");
     assert!(header.contains(r#""layout":"32c-16k-1m-keep","classes":32"#), "{header}");
     assert!(header.contains(&format!(r#""executable":"{}""#, exe.display())), "{header}");
     // The program's calls, in order, among libc's own (stdio's buffer); the aligned request is

@@ -204,15 +204,33 @@ pub fn run_one(
     n: u64,
     scratch: &Path,
 ) -> Result<Run> {
-    let dir = scratch.join(format!("{}-{allocator}-{kind}-{survivors}", py.version));
+    run_one_with(py, script, allocator, kind, survivors, n, scratch, &[])
+}
+
+/// [`run_one`] with more environment variables for the child (e.g. `LD_PRELOAD`).
+#[allow(clippy::too_many_arguments)]
+pub fn run_one_with(
+    py: &Interpreter,
+    script: &Path,
+    allocator: &str,
+    kind: &str,
+    survivors: &str,
+    n: u64,
+    scratch: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<Run> {
+    let dir = scratch.join(format!("{}-{allocator}-{kind}-{survivors}-{}", py.version, env.len()));
     std::fs::create_dir_all(&dir).map_err(Error::failed(dir.display()))?;
-    let mut child = Spawn::program(&py.executable)
+    let mut spawn = Spawn::program(&py.executable)
         .arg(script)
         .args(["--kind", kind, "--n", &n.to_string(), "--survivors", survivors, "--barrier"])
         .arg(&dir)
         .env("PYTHONMALLOC", allocator)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .spawn()?;
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    for (k, v) in env {
+        spawn = spawn.env(k, v);
+    }
+    let mut child = spawn.spawn()?;
     let block = config_block(py, kind);
     let mut phases = Vec::new();
     while let Some(line) = child.read_line()? {

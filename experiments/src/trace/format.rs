@@ -5,7 +5,7 @@
 //!  0       8     magic "ARENATRC"
 //!  8       4     format version, little-endian u32 (this module writes and reads 1)
 //!  12      4     header length N, little-endian u32
-//!  16      N     header: UTF-8 JSON (Header): interpreter version, layout, script, arguments
+//!  16      N     header: UTF-8 JSON (Header): source, interpreter version, layout, script, arguments
 //!  16+N    ...   records until the end of the file, the last one an `End`
 //! ```
 //!
@@ -69,10 +69,47 @@ pub mod tag {
 /// Or-ed into a call's tag when the call is in the OBJ domain.
 pub const OBJ_BIT: u8 = 0x10;
 
+/// What recorded a trace, and so what its marks hold.
+///
+/// Traces written before this field existed have none and are CPython traces:
+///
+/// ```
+/// use arenalab::trace::format::{Header, Source};
+/// let old = r#"{"python_version":[3,11,7],"layout":"32c-16k-1m-keep","classes":32,
+///     "executable":"python3","libpython":"","script":"s.py","args":[]}"#;
+/// let h: Header = serde_json::from_str(old).unwrap();
+/// assert_eq!(h.source, Source::Cpython);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// `arenalab trace record`: a CPython's MEM, OBJ and arena allocators; each mark holds the
+    /// interpreter's own report, which the model replay compares with its counters.
+    #[default]
+    Cpython,
+    /// The preload library's mode `record` (`libarenalab_preload.so`): a native program's whole
+    /// malloc API in the MEM domain, no arenas, and marks with no report (no interpreter ran):
+    /// a replay has nothing to compare them with and only shows the model's counters.
+    Native,
+}
+
+impl Source {
+    /// `cpython` or `native`, as in the header.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Source::Cpython => "cpython",
+            Source::Native => "native",
+        }
+    }
+}
+
 /// The trace header: what was recorded, and by which interpreter.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
-    /// `sys.version_info[:3]`, e.g. `[3, 11, 7]`.
+    /// What recorded the trace (absent in older traces: CPython).
+    #[serde(default)]
+    pub source: Source,
+    /// `sys.version_info[:3]`, e.g. `[3, 11, 7]` (`[0, 0, 0]` in a native trace).
     pub python_version: [u32; 3],
     /// The detected layout's name ([`pymalloc::Layout::name`]).
     pub layout: String,

@@ -21,6 +21,7 @@
 //! * [`lineup`]: the same calls on the other allocators, each in a fresh child.
 //! * [`python`]: finding interpreters and their layouts.
 //! * [`page`]: the seed workloads, `arenalab report`'s measurement, docs/trace.md.
+//! * [`native`]: real programs through the preload library: a native trace, python3 on the model.
 //!
 //! A trace proves the model when every mark is equal: same arenas allocated, reclaimed, current
 //! and high-water, same pools and blocks per size class, same unused pools, same bytes lost to
@@ -29,6 +30,7 @@
 pub mod counters;
 pub mod format;
 pub mod lineup;
+pub mod native;
 pub mod page;
 pub mod program;
 pub mod python;
@@ -83,6 +85,11 @@ The model takes the layout named in the trace header; every call is replayed in 
 each mark, the model's counters are compared with the interpreter's. Exit status 1 when any mark
 differs, 2 when the file is not a complete trace.
 
+A native trace (recorded by libarenalab_preload.so with ARENALAB_TRACE=FILE; its header says
+\"source\": \"native\") has no interpreter counters: its marks (one every 65,536 calls and at
+exit) show the model's counters and each --allocator's memory, with nothing to compare. It is
+replayed in the recorded order on one thread, whatever threads the program had.
+
 --preset, --keep-one and --policy change the model on purpose (negative controls: the replay
 must then report differences).
 
@@ -90,7 +97,9 @@ Examples:
   arenalab trace replay floats.trace
   arenalab trace replay floats.trace --allocator system --allocator mimalloc --allocator jemalloc
   arenalab trace replay floats.trace --json
-  arenalab trace replay floats.trace --keep-one false";
+  arenalab trace replay floats.trace --keep-one false
+  ARENALAB_TRACE=git.trace LD_PRELOAD=target/release/libarenalab_preload.so git log
+  arenalab trace replay git.trace --allocator system --allocator mimalloc --allocator jemalloc";
 
 /// Arguments of `arenalab trace record`.
 #[derive(Debug, clap::Args)]
@@ -271,16 +280,27 @@ fn run_replay(a: &ReplayArgs) -> Result<()> {
 fn print_tables(out: &ReplayOutput) {
     let h = &out.trace;
     let v = h.python_version;
-    println!(
-        "trace of {} {} under CPython {}.{}.{} ({}), layout {}",
-        h.script,
-        h.args.join(" "),
-        v[0],
-        v[1],
-        v[2],
-        h.executable,
-        h.layout
-    );
+    let native = h.source == format::Source::Native;
+    if native {
+        println!(
+            "native trace of {} {} ({}), recorded by the preload library; model layout {}",
+            h.script,
+            h.args.join(" "),
+            h.executable,
+            h.layout
+        );
+    } else {
+        println!(
+            "trace of {} {} under CPython {}.{}.{} ({}), layout {}",
+            h.script,
+            h.args.join(" "),
+            v[0],
+            v[1],
+            v[2],
+            h.executable,
+            h.layout
+        );
+    }
     let m = &out.model;
     println!(
         "model: layout {}, {}, last empty arena {}; {} calls replayed in {:.3} s",
@@ -290,11 +310,18 @@ fn print_tables(out: &ReplayOutput) {
         m.calls,
         m.seconds
     );
-    println!(
-        "placement: {} blocks compared with the interpreter's (arena by order of mapping, offset \
-         in it); {} elsewhere",
-        m.placed, m.misplaced
-    );
+    if native {
+        println!(
+            "placement: not compared (the real allocator has no arenas; every recorded block \
+             lies outside them)"
+        );
+    } else {
+        println!(
+            "placement: {} blocks compared with the interpreter's (arena by order of mapping, \
+             offset in it); {} elsewhere",
+            m.placed, m.misplaced
+        );
+    }
     if let Some(f) = &m.first_misplaced {
         println!("  first: {f}");
     }
@@ -310,7 +337,9 @@ fn print_tables(out: &ReplayOutput) {
         "mark", "arenas", "total", "reclaim", "highwater", "unused"
     );
     for mk in &m.marks {
-        let verdict = if mk.equal {
+        let verdict = if !mk.compared && mk.equal {
+            "nothing to compare".to_string()
+        } else if mk.equal {
             "equal".to_string()
         } else {
             format!("{} counters differ", mk.differences.len())
@@ -352,6 +381,14 @@ fn print_tables(out: &ReplayOutput) {
         }
     }
     let differ = m.marks.iter().filter(|x| !x.equal).count();
+    let compared = m.marks.iter().filter(|x| x.compared).count();
     println!();
-    println!("{} of {} marks equal", m.marks.len() - differ, m.marks.len());
+    if compared == 0 && differ == 0 {
+        println!(
+            "{} marks, nothing to compare: a native trace has no interpreter counters",
+            m.marks.len()
+        );
+    } else {
+        println!("{} of {} marks equal", m.marks.len() - differ, m.marks.len());
+    }
 }

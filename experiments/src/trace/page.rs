@@ -9,10 +9,14 @@
 //!    same script then runs for real under `PYTHONMALLOC=malloc`, reading its own memory at each
 //!    mark, to say how close the glibc replay comes to the real thing.
 //! 3. **Cost.** The recording's time against the same script run without it, and the trace size.
+//! 4. **Real programs through the preload library** ([`super::native`]): a native program's trace
+//!    on the four allocators, and the seed workload in real python3 served by the model.
 
 use super::lineup::AllocatorReplay;
+use super::native::{NativeRun, PreloadSeed, Section};
 use super::python::{self, Python};
 use super::replay::ModelReplay;
+use crate::cpython::retention::Run;
 use crate::error::{Error, Result};
 use crate::render::chart::{Series, line_chart};
 use crate::render::{group_digits, markdown_table, page_header, write_file};
@@ -94,6 +98,13 @@ pub struct TraceResults {
     pub versions: Vec<VersionRun>,
     /// The allocator comparison, when python3 could be recorded.
     pub lineup: Option<LineupRun>,
+    /// A native program recorded by the preload library and replayed on four allocators
+    /// (absent in results written before it was measured).
+    #[serde(default)]
+    pub native: Option<Section<NativeRun>>,
+    /// The seed workload in real python3 with pymalloc, on the model via the preload, on glibc.
+    #[serde(default)]
+    pub preload_seed: Option<Section<PreloadSeed>>,
 }
 
 fn helper_dir() -> Result<PathBuf> {
@@ -177,7 +188,9 @@ fn measure_in(command: &str, dir: &Path) -> Result<TraceResults> {
         Ok(py) if py.recordable().is_ok() => Some(measure_lineup(&py, dir)?),
         _ => None,
     };
-    Ok(TraceResults { meta: Meta::collect(command), versions, lineup })
+    let native = Some(super::native::measure_native(dir)?);
+    let preload_seed = Some(super::native::measure_seed(dir)?);
+    Ok(TraceResults { meta: Meta::collect(command), versions, lineup, native, preload_seed })
 }
 
 fn measure_lineup(py: &Python, dir: &Path) -> Result<LineupRun> {
@@ -406,13 +419,23 @@ pub fn render(r: &TraceResults, docs: &Path) -> Result<()> {
     if let Some(l) = &r.lineup {
         render_lineup(&mut md, l, docs)?;
     }
+    if let Some(n) = &r.native {
+        render_native(&mut md, n);
+    }
+    if let Some(s) = &r.preload_seed {
+        render_preload_seed(&mut md, s);
+    }
     md.push_str(
         "## Reproduce\n\n```sh\ncargo run --release -- trace record -o floats.trace -- \
          experiments/python/trace_seed.py floats 1000000\ncargo run --release -- trace replay \
          floats.trace --allocator system --allocator mimalloc --allocator jemalloc --allocator \
          pymalloc\n# any interpreter, any script that imports arenalab_trace and calls mark():\n\
          cargo run --release -- trace record --python ~/.pyenv/versions/3.9.18/bin/python3.9 -o \
-         my.trace -- my_script.py\n```\n\nThe trace format and the recorder are described in \
+         my.trace -- my_script.py\n# a native program, recorded by the preload library:\n\
+         cargo build --release\nARENALAB_TRACE=git.trace \
+         LD_PRELOAD=target/release/libarenalab_preload.so git log\ncargo run --release -- trace \
+         replay git.trace --allocator system --allocator mimalloc --allocator jemalloc\n```\n\n\
+         The trace format and the recorder are described in \
          the `arenalab::trace` module documentation.\n",
     );
     write_file(&docs.join("trace.md"), &md)
@@ -529,6 +552,171 @@ fn render_lineup(md: &mut String, l: &LineupRun, docs: &Path) -> Result<()> {
     Ok(())
 }
 
+/// An allocator's short name (`pymalloc:32c-16k-1m-keep` → `pymalloc`).
+fn short(a: &AllocatorReplay) -> &str {
+    a.allocator.split(':').next().unwrap_or("")
+}
+
+fn render_native(md: &mut String, n: &Section<NativeRun>) {
+    md.push_str("## A native program on four allocators\n\n");
+    let r = match n {
+        Section::Skipped(why) => {
+            let _ = writeln!(md, "**Not measured:** {why}.\n");
+            return;
+        }
+        Section::Measured(r) => r,
+    };
+    let _ = writeln!(
+        md,
+        "The preload library in mode `record` (`ARENALAB_TRACE=FILE \
+         LD_PRELOAD=libarenalab_preload.so`) passes every malloc, calloc, realloc and free of a \
+         program to glibc and writes it down in this trace format, with a mark every 65,536 \
+         calls and one at exit. Recorded: `{}`, {} calls in {} bytes, {:.2} s{}. The trace was \
+         replayed in a fresh child per allocator (the same calls, sizes and order, each block \
+         written when allocated; the model with layout {} and real memory). A native trace has \
+         no interpreter counters: nothing is compared, only measured. Anonymous resident memory \
+         of each child above its level before the first call, MiB; the peak is the largest \
+         reading at a mark (the true peak between marks may be higher):\n",
+        r.command,
+        group_digits(r.calls),
+        group_digits(r.trace_bytes),
+        r.record_seconds,
+        if r.unknown > 0 {
+            format!(
+                "; {} calls named blocks allocated before the recording started and are left out",
+                group_digits(r.unknown)
+            )
+        } else {
+            String::new()
+        },
+        r.layout
+    );
+    let above = |a: &AllocatorReplay, i: usize| {
+        a.marks[i].anon_bytes.saturating_sub(a.baseline_anon_bytes) as f64
+    };
+    let last = r.marks.len().saturating_sub(1);
+    let mut rows = Vec::new();
+    let mut ends = Vec::new();
+    for a in &r.allocators {
+        let Some(peak_at) = (0..a.marks.len()).max_by(|&i, &j| above(a, i).total_cmp(&above(a, j)))
+        else {
+            continue;
+        };
+        let own = |v: Option<u64>| v.map_or("-".to_string(), |v| mib(v as f64));
+        ends.push((short(a).to_string(), above(a, last)));
+        rows.push(vec![
+            short(a).to_string(),
+            mib(above(a, peak_at)),
+            r.marks[peak_at].clone(),
+            mib(above(a, last)),
+            own(a.marks[last].in_use_bytes),
+            own(a.marks[last].held_bytes),
+        ]);
+    }
+    md.push_str(&markdown_table(
+        &[
+            "allocator",
+            "peak at a mark",
+            "peak mark",
+            "at exit",
+            "in use at exit (its own count)",
+            "held at exit (its own count)",
+        ]
+        .map(String::from),
+        &rows,
+    ));
+    ends.sort_by(|a, b| a.1.total_cmp(&b.1));
+    if let (Some(lo), Some(hi)) = (ends.first(), ends.last()) {
+        let _ = writeln!(
+            md,
+            "\nAt exit, after the program's last free, {} keeps the least ({} MiB) and {} the \
+             most ({} MiB) of the same calls.\n",
+            lo.0,
+            mib(lo.1),
+            hi.0,
+            mib(hi.1)
+        );
+    }
+    if r.program == "sqlite3" {
+        let _ = writeln!(md, "The SQL:\n\n```sql\n{}```\n", super::native::SQL);
+    }
+}
+
+fn render_preload_seed(md: &mut String, s: &Section<PreloadSeed>) {
+    md.push_str("## Real python3 on the model, through the preload library\n\n");
+    let r = match s {
+        Section::Skipped(why) => {
+            let _ = writeln!(md, "**Not measured:** {why}.\n");
+            return;
+        }
+        Section::Measured(r) => r,
+    };
+    let _ = writeln!(
+        md,
+        "The seed workload (`experiments/python/retention.py`, {} floats, its phases) ran in \
+         CPython {} three times: with its own pymalloc; with `PYTHONMALLOC=malloc \
+         LD_PRELOAD=libarenalab_preload.so ARENALAB_PRESET={}`, so that every request of 512 \
+         bytes or less is served by the model instead; and with `PYTHONMALLOC=malloc` on glibc. \
+         arenalab read each process's resident memory (`smaps_rollup` Rss) from outside at \
+         every phase, MiB:\n",
+        group_digits(r.objects),
+        r.python,
+        r.preset
+    );
+    let [py, pre, libc] = [0, 1, 2].map(|i| r.runs.get(i));
+    let (Some(py), Some(pre), Some(libc)) = (py, pre, libc) else { return };
+    let m = |b: u64| b as f64;
+    let rows: Vec<Vec<String>> = py
+        .phases
+        .iter()
+        .zip(&pre.phases)
+        .zip(&libc.phases)
+        .map(|((a, b), c)| {
+            vec![
+                a.name.clone(),
+                mib(m(a.rss_bytes)),
+                mib(m(b.rss_bytes)),
+                mib(m(b.rss_bytes) - m(a.rss_bytes)),
+                mib(m(c.rss_bytes)),
+            ]
+        })
+        .collect();
+    md.push_str(&markdown_table(
+        &["phase", "pymalloc", "model via preload", "model − pymalloc", "glibc (malloc)"]
+            .map(String::from),
+        &rows,
+    ));
+    let diffs: Vec<(f64, &str)> = py
+        .phases
+        .iter()
+        .zip(&pre.phases)
+        .map(|(a, b)| ((m(b.rss_bytes) - m(a.rss_bytes)).abs(), a.name.as_str()))
+        .collect();
+    let Some(&(worst, at)) = diffs.iter().max_by(|a, b| a.0.total_cmp(&b.0)) else { return };
+    let peak = py.phases.iter().map(|p| p.rss_bytes).max().unwrap_or(0) as f64;
+    let glibc_worst = py
+        .phases
+        .iter()
+        .zip(&libc.phases)
+        .map(|(a, c)| (m(c.rss_bytes) - m(a.rss_bytes)).abs())
+        .fold(0.0, f64::max);
+    let _ = writeln!(
+        md,
+        "\nThe model through the preload and CPython's own pymalloc agree within {} MiB at every \
+         phase (the largest gap at `{at}`, {:.1}% of pymalloc's largest resident size, {} MiB); \
+         glibc differs from pymalloc by up to {} MiB. They may differ because the two runs do \
+         not send the model the same requests: under `PYTHONMALLOC=malloc` every small request \
+         of the process reaches the model, those of the raw domain (`PyMem_RawMalloc`, which \
+         CPython always sends to libc) and those of libc itself and of extension modules \
+         included, while CPython's pymalloc serves only the MEM and OBJ domains; and the \
+         preloaded process maps one more library.\n",
+        mib(worst),
+        100.0 * worst / peak.max(1.0),
+        mib(peak),
+        mib(glibc_worst)
+    );
+}
+
 impl crate::results::Checked for TraceResults {
     /// The page walks each allocator's marks beside the recorded marks, index by index.
     fn check(&self) -> std::result::Result<(), String> {
@@ -551,6 +739,32 @@ impl crate::results::Checked for TraceResults {
                     l.real_malloc_anon_bytes.len(),
                     l.marks.len()
                 ));
+            }
+        }
+        if let Some(Section::Measured(n)) = &self.native {
+            if n.marks.is_empty() {
+                return Err("the native trace has no marks".into());
+            }
+            for a in &n.allocators {
+                if a.marks.len() != n.marks.len() {
+                    return Err(format!(
+                        "the native trace's {} replay has {} marks where the trace has {}",
+                        a.allocator,
+                        a.marks.len(),
+                        n.marks.len()
+                    ));
+                }
+            }
+        }
+        if let Some(Section::Measured(s)) = &self.preload_seed {
+            // The page walks the three runs' phases side by side.
+            let names = |r: &Run| r.phases.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+            if s.runs.len() != 3 || s.runs.iter().any(|r| names(r) != names(&s.runs[0])) {
+                return Err(
+                    "the python3 runs through the preload are not three runs with the same \
+                     phases"
+                        .into(),
+                );
             }
         }
         Ok(())

@@ -21,7 +21,7 @@
 //! every arena (the raw allocator). The model replay checks that its own blocks land at the
 //! same places.
 
-use super::format::{Event, FormatError, Header, Reader, read_header};
+use super::format::{Event, FormatError, Header, Reader, Source, read_header};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -175,6 +175,14 @@ pub fn compile(data: &[u8]) -> Result<Program, CompileError> {
             }
             Event::Realloc { ptr, size, result, .. } => {
                 calls += 1;
+                if result == 0 && size == 0 && ptr != 0 && header.source == Source::Native {
+                    // glibc's realloc(p, 0) frees p and returns NULL (pymalloc's never does).
+                    if let Some(s) = live.remove(&ptr) {
+                        ops.push(op::FREE | s << 3);
+                        free_slots.push(s);
+                    }
+                    continue;
+                }
                 if result == 0 {
                     continue; // failed: the old block is untouched
                 }

@@ -23,7 +23,7 @@
 //! `_PyObject_DebugMallocStats` prints nothing unless the OBJ allocator *is* pymalloc), prints
 //! the report into a memfd, re-installs the wrappers and writes label and report as one record.
 
-use super::format::{self, Domain, Encoder, Header};
+use super::format::{self, Domain, Encoder, Header, Source};
 use super::python::Python;
 use crate::error::{Error, Result};
 use core::cell::UnsafeCell;
@@ -61,6 +61,7 @@ pub fn record(python: &Path, out: &Path, script: &Path, args: &[String]) -> Resu
         return Err(Error::Usage(format!("no such script: {}", script.display())));
     }
     let header = Header {
+        source: Source::Cpython,
         python_version: py.version,
         layout: layout.name().to_string(),
         classes: py.classes,

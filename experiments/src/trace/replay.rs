@@ -4,9 +4,11 @@
 //! lost a pool to alignment depends on where `mmap` put each arena, so the model's arenas come
 //! from [`ReplaySource`], which maps each arena at the same offset modulo the pool size as the
 //! interpreter's arena of the same rank. At every mark the model's counters are compared with
-//! the interpreter's own report.
+//! the interpreter's own report. A native trace ([`Source::Native`]) has no report and no
+//! arenas: its marks and blocks are replayed and shown, with nothing to compare.
 
 use super::counters::Counters;
+use super::format::Source;
 use super::program::{Arenas, Program, RAW, op, place};
 use pymalloc::{ArenaPolicy, ArenaSource, Config, ConfigBuilder, Heap, Layout, Preset};
 use serde::{Deserialize, Serialize};
@@ -144,14 +146,22 @@ pub fn config(layout: Layout, o: &Overrides) -> Config {
 pub struct MarkResult {
     /// The label.
     pub label: String,
-    /// Whether every counter is equal.
+    /// Whether every counter is equal (true too when there was nothing to compare).
     pub equal: bool,
+    /// Whether the mark had counters to compare with: false for a native trace's marks, which
+    /// carry no interpreter report.
+    #[serde(default = "compared_default")]
+    pub compared: bool,
     /// The interpreter's counters (`None` when its report could not be read).
     pub real: Option<Counters>,
     /// The model's.
     pub model: Counters,
     /// Every counter that differs: name, real, model.
     pub differences: Vec<(String, u64, u64)>,
+}
+
+fn compared_default() -> bool {
+    true
 }
 
 /// The outcome of a model replay.
@@ -191,6 +201,9 @@ impl ModelReplay {
 /// Replays `p` on the model with `config`.
 pub fn replay_model(p: &Program, layout_name: &str, config: Config) -> ModelReplay {
     let started = std::time::Instant::now();
+    // A native trace's blocks all lie outside arenas (the real allocator has none): their
+    // places say nothing about the model's, so they are not compared.
+    let native = p.header.source == Source::Native;
     let (source, queue) = ReplaySource::new(config.pool_size());
     let log = Rc::new(RefCell::new(Vec::with_capacity(2 * p.arenas as usize + 64)));
     let mut heap = Heap::with_source(config, source.with_log(log.clone()));
@@ -234,7 +247,9 @@ pub fn replay_model(p: &Program, layout_name: &str, config: Config) -> ModelRepl
             op::ALLOC | op::CALLOC => {
                 let b = heap.alloc(ops[i + 1] as usize);
                 slots[arg] = b;
-                check(b, ops[i + 2], &mut model, i);
+                if !native {
+                    check(b, ops[i + 2], &mut model, i);
+                }
                 i += 3;
             }
             op::REALLOC => {
@@ -245,7 +260,9 @@ pub fn replay_model(p: &Program, layout_name: &str, config: Config) -> ModelRepl
                 if !new.is_null() {
                     slots[arg] = new;
                 }
-                check(new, ops[i + 2], &mut model, i);
+                if !native {
+                    check(new, ops[i + 2], &mut model, i);
+                }
                 i += 3;
             }
             op::FREE => {
@@ -264,11 +281,14 @@ pub fn replay_model(p: &Program, layout_name: &str, config: Config) -> ModelRepl
                 let real = Counters::parse(&m.stats);
                 let differences = match &real {
                     Some(r) => r.differences(&counters),
+                    // A native program's marks carry no report: nothing to compare.
+                    None if native => vec![],
                     None => vec![("interpreter report unreadable".into(), 0, 0)],
                 };
                 marks.push(MarkResult {
                     label: m.label.clone(),
                     equal: differences.is_empty(),
+                    compared: real.is_some(),
                     real,
                     model: counters,
                     differences,
