@@ -134,6 +134,7 @@ pub fn retention() -> String {
         "Workloads (--workload W, repeatable; default: all):\n{workloads}\n\
          Allocators (--allocator A, repeatable; default: all): {alloc}. policy runs under \
          pymalloc only.\n\n\
+         {presets}\n\
          Defaults and ranges:\n\
          \x20 --objects N  default {objects}; from 1 to {max_objects}\n\
          \x20 --size S     default {size} bytes; from 1 to {max_size} (64 MiB)\n\
@@ -148,6 +149,7 @@ pub fn retention() -> String {
          docs/results/retention.json. Nothing is written to disk: `arenalab report` saves and \
          renders docs/retention.md.\n\n{examples}",
         alloc = allocator_names(),
+        presets = crate::preset::help(),
         objects = retention::DEFAULT_OBJECTS,
         max_objects = retention::MAX_OBJECTS,
         size = retention::DEFAULT_SIZE,
@@ -157,6 +159,8 @@ pub fn retention() -> String {
             "arenalab retention --workload seed --allocator system --allocator pymalloc",
             "arenalab retention --workload survivors --objects 5000000 --size 64",
             "arenalab retention --workload mixed --json > mixed.json",
+            "arenalab retention --allocator pymalloc --preset 32c-4k-256k",
+            "arenalab retention --allocator pymalloc --python python3.9",
         ]),
     )
 }
