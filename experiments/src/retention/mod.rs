@@ -572,7 +572,8 @@ pub fn measure(args: &RetentionArgs) -> Result<RetentionResults> {
     })
 }
 
-fn command_line() -> String {
+/// `arenalab` and this process's arguments: the command a results document records.
+pub(crate) fn command_line() -> String {
     let mut args = std::env::args();
     let _exe = args.next();
     std::iter::once("arenalab".to_string()).chain(args).collect::<Vec<_>>().join(" ")
