@@ -45,6 +45,9 @@ pub enum Command {
     /// Memory held by worker-process pools, closed properly or not.
     #[command(long_about = help::wrap(help::POOL_ABOUT), after_long_help = help::wrap(&help::pool()))]
     Pool(crate::pool::PoolArgs),
+    /// The pymalloc model step by step, with any CPython's layout.
+    #[command(long_about = help::wrap(help::TOUR_ABOUT), after_long_help = help::wrap(&help::tour()))]
+    Tour(crate::tour::TourArgs),
     /// The seed's three questions answered by real CPython interpreters.
     #[command(long_about = crate::cpython::HELP, after_long_help = crate::cpython::EXAMPLES)]
     Cpython(crate::cpython::CpythonArgs),
@@ -214,6 +217,7 @@ pub fn main() -> i32 {
         Command::Exit(a) => crate::exit::run(&a),
         Command::Pool(a) => crate::pool::run(&a),
         Command::BenchReport(a) => crate::bench_report::run(&a),
+        Command::Tour(a) => crate::tour::run(&a),
         Command::Cpython(a) => crate::cpython::run(&a),
         Command::Trace(a) => crate::trace::run(&a),
         Command::Worker(Worker::Retention(a)) => crate::retention::run_worker(&a),

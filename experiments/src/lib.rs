@@ -36,6 +36,7 @@
 //! | [`fit`] | whether children of a given size fit in `MemAvailable`, checked before starting them |
 //! | [`procs`] | worker children: spawned, signalled, waited for, always killed and reaped; no process outlives `arenalab` |
 //! | [`worker`] | what the children share: bookkeeping outside the allocator, objects filling a process, JSON report lines |
+//! | [`preset`] | `--preset LAYOUT` / `--python PATH`: the pymalloc layout the model runs with |
 //! | [`retention`] | what each allocator keeps after free: seven workloads, phase by phase |
 //! | [`exit`] | memory given back when a process ends, seven ways of ending |
 //! | [`pool`] | memory held by worker-process pools, closed or not |
@@ -56,6 +57,7 @@ pub mod exit;
 pub mod fit;
 pub mod measure;
 pub mod pool;
+pub mod preset;
 pub mod procs;
 pub mod render;
 pub mod report;

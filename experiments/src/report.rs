@@ -83,7 +83,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     crate::cpython::report_step(&docs, command)?;
 
     step(5, total, "the pymalloc model, step by step");
-    let t = crate::tour::measure(command)?;
+    let t = crate::tour::measure(command, lineup::DEFAULT_PYMALLOC_LAYOUT)?;
     results::save(&docs, "pymalloc", &t)?;
 
     step(6, total, "traces: real CPython runs recorded, replayed on the model and the allocators");

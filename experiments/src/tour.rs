@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::render::occupancy::{self, Occupancy};
 use crate::render::{markdown_table, page_header, write_file};
 use crate::results::Meta;
-use pymalloc::{Config, Heap, Preset, Stats};
+use pymalloc::{Heap, Layout, Stats};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -39,6 +39,10 @@ pub struct Step {
     pub blocks_in_use: usize,
     /// Bytes in allocated blocks after the step.
     pub bytes_in_allocated_blocks: usize,
+    /// (block size, pools) of every size class with pools after the step (absent from results
+    /// saved before it was recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_pools: Vec<(usize, usize)>,
 }
 
 /// The tour's results: `docs/results/pymalloc.json`.
@@ -64,13 +68,20 @@ fn step(heap: &Heap, name: &str, did: &str) -> Step {
         pools: [s.pools_used, s.pools_full, s.pools_empty, s.pools_never_carved],
         blocks_in_use: s.blocks_in_use(),
         bytes_in_allocated_blocks: s.bytes_in_allocated_blocks,
+        class_pools: s
+            .classes
+            .iter()
+            .filter(|c| c.pools > 0)
+            .map(|c| (c.block_size, c.pools))
+            .collect(),
     }
 }
 
-/// Runs the model through the tour: allocate, free every other small object, refill with
+/// Runs the model through the tour with `layout` (`arenalab report` uses
+/// [`lineup::DEFAULT_PYMALLOC_LAYOUT`]): allocate, free every other small object, refill with
 /// another size, free everything.
-pub fn measure(command: &str) -> Result<TourResults> {
-    let config = Config::preset(Preset::Cpython310);
+pub fn measure(command: &str, layout: Layout) -> Result<TourResults> {
+    let config = layout.config();
     let mut heap = Heap::new(config);
     let mut small = Vec::with_capacity(SMALL_OBJECTS);
     let mut medium = Vec::with_capacity(MEDIUM_OBJECTS);
@@ -128,13 +139,18 @@ pub fn measure(command: &str) -> Result<TourResults> {
     steps.push(step(
         &heap,
         "after full free",
-        "Everything freed: each arena whose pools are all empty is unmapped, except the last usable one (3.9+).",
+        if config.keep_last_empty_arena() {
+            "Everything freed: each arena whose pools are all empty is unmapped, except the last usable one (3.9+)."
+        } else {
+            "Everything freed: each arena whose pools are all empty is unmapped; this layout keeps none (before 3.9)."
+        },
     ));
     heap.check_invariants().map_err(|e| crate::error::Error::Failed(e.to_string()))?;
     Ok(TourResults {
         meta: Meta::collect(command),
         layout: format!(
-            "CPython 3.10+ layout: {} size classes of {} B steps up to {} B, {} KiB pools, {} KiB arenas ({} pools when pool-aligned)",
+            "{}: {} size classes of {} B steps up to {} B, {} KiB pools, {} KiB arenas ({} pools when pool-aligned)",
+            layout_title(layout),
             config.num_classes(),
             config.alignment(),
             config.small_request_threshold(),
@@ -144,6 +160,94 @@ pub fn measure(command: &str) -> Result<TourResults> {
         ),
         steps,
     })
+}
+
+/// `CPython 3.10+ layout` for the default (the words `docs/pymalloc.md` has always used),
+/// `Layout 32c-4k-256k, that of CPython 3.7.4+ ...` for the others.
+fn layout_title(layout: Layout) -> String {
+    if layout == lineup::DEFAULT_PYMALLOC_LAYOUT {
+        "CPython 3.10+ layout".into()
+    } else {
+        format!("Layout {}, that of CPython {}", layout.name(), layout.releases())
+    }
+}
+
+/// Arguments of `arenalab tour`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
+pub struct TourArgs {
+    /// The model's layout: `--preset LAYOUT` or `--python PATH`.
+    #[command(flatten)]
+    pub preset: crate::preset::PresetArgs,
+    /// Print the tour as one JSON document (the shape of docs/results/pymalloc.json) instead
+    /// of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `arenalab tour`: the tour with the chosen layout, as text or `--json` on stdout.
+pub fn run(args: &TourArgs) -> Result<()> {
+    use std::io::Write;
+    let layout = args.preset.layout()?;
+    let results = measure(&crate::retention::command_line(), layout)?;
+    let text = if args.json { crate::results::to_json(&results)? } else { text(&results) };
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(crate::error::Error::failed("writing to stdout"))
+}
+
+/// The tour for the terminal: the layout, a table of the steps, then each step's caption and
+/// its pools per size class.
+pub fn text(r: &TourResults) -> String {
+    let (header, rows) = step_table(r);
+    let mut out = format!("The pymalloc model, step by step. {}.\n\n", r.layout);
+    out.push_str(&crate::render::text_table(&header, &rows));
+    for (i, s) in r.steps.iter().enumerate() {
+        let pools: Vec<String> =
+            s.class_pools.iter().map(|&(size, pools)| format!("{size} B: {pools}")).collect();
+        out.push_str(&format!(
+            "\n{}. {}: {}\n   pools per class: {}\n",
+            i + 1,
+            s.name,
+            s.did,
+            if pools.is_empty() { "none".to_string() } else { pools.join(", ") }
+        ));
+    }
+    out
+}
+
+/// Header and rows of the steps' table (shared by the terminal and the page).
+fn step_table(r: &TourResults) -> (Vec<String>, Vec<Vec<String>>) {
+    let header: Vec<String> = [
+        "step",
+        "arenas",
+        "reclaimed",
+        "used pools",
+        "full",
+        "empty",
+        "never carved",
+        "blocks in use",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = r
+        .steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.arenas_current.to_string(),
+                s.arenas_reclaimed.to_string(),
+                s.pools[0].to_string(),
+                s.pools[1].to_string(),
+                s.pools[2].to_string(),
+                s.pools[3].to_string(),
+                s.blocks_in_use.to_string(),
+            ]
+        })
+        .collect();
+    (header, rows)
 }
 
 /// The page's title.
@@ -208,35 +312,7 @@ pub fn render(r: &TourResults, docs: &Path) -> Result<()> {
          order. Grey: never carved (never touched, not resident). Light blue: empty but \
          resident. Orange to red: used, darker when fuller. Dark red: full.\n\n",
     );
-    let header: Vec<String> = [
-        "step",
-        "arenas",
-        "reclaimed",
-        "used pools",
-        "full",
-        "empty",
-        "never carved",
-        "blocks in use",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let rows: Vec<Vec<String>> = r
-        .steps
-        .iter()
-        .map(|s| {
-            vec![
-                s.name.clone(),
-                s.arenas_current.to_string(),
-                s.arenas_reclaimed.to_string(),
-                s.pools[0].to_string(),
-                s.pools[1].to_string(),
-                s.pools[2].to_string(),
-                s.pools[3].to_string(),
-                s.blocks_in_use.to_string(),
-            ]
-        })
-        .collect();
+    let (header, rows) = step_table(r);
     md.push_str(&markdown_table(&header, &rows));
     for (i, s) in r.steps.iter().enumerate() {
         md.push_str(&format!(

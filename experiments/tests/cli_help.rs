@@ -92,6 +92,12 @@ fn retention_help_names_every_workload_and_allocator_and_its_defaults() {
         assert!(text.contains(&figure), "{figure:?} missing");
     }
     assert!(text.contains("stdout") && text.contains("docs/results/retention.json"));
+    for l in pymalloc::Layout::ALL {
+        assert!(text.contains(&format!("--preset {}", l.name())), "{}", l.name());
+    }
+    let default = format!("--preset {} (default)", lineup::DEFAULT_PYMALLOC_LAYOUT.name());
+    assert!(text.contains(&default), "{default:?} missing");
+    assert!(text.contains("--python PATH"));
 }
 
 #[test]

@@ -121,3 +121,130 @@ fn mixed_sizes_beyond_mem_available_are_refused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--objects must be at most") && err.contains("mixed"), "{err}");
 }
+
+/// `arenalab retention ... --json` that must succeed: the results document.
+fn retention_json(args: &[&str]) -> arenalab::retention::RetentionResults {
+    let out = Command::new(env!("CARGO_BIN_EXE_arenalab"))
+        .arg("retention")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_preset_runs_pymalloc_with_that_layout() {
+    let layout = pymalloc::Layout::Classes32Pools4k;
+    let cfg = layout.config();
+    // Enough 32-byte objects to fill one arena of this layout and start a second, while the
+    // default layout's 1 MiB arena would hold them all.
+    let per_pool = cfg.blocks_per_pool(cfg.size_class(32).unwrap()) as u64;
+    assert_eq!(per_pool, (4096 - 48) / 32); // 126
+    let objects = per_pool * cfg.pools_per_arena() as u64 + 1;
+    let pools = objects.div_ceil(per_pool);
+    // 4 KiB pools in page-aligned arenas: no pool is lost to alignment.
+    let arenas = pools.div_ceil(cfg.pools_per_arena() as u64);
+    assert_eq!(arenas, 2);
+    let n = objects.to_string();
+    let args = [
+        "--workload",
+        "seed",
+        "--allocator",
+        "pymalloc",
+        "--preset",
+        layout.name(),
+        "--objects",
+        &n,
+    ];
+    let results = retention_json(&args);
+    assert_eq!(results.pymalloc_layout, "32c-4k-256k");
+    let run = &results.runs[0];
+    assert_eq!(run.pymalloc_layout.as_deref(), Some("32c-4k-256k"));
+    let alloc = run.phases.iter().find(|p| p.name == "alloc").unwrap().pymalloc.unwrap();
+    assert_eq!((alloc.arena_size, alloc.pool_size), (256 << 10, 4 << 10));
+    assert_eq!(alloc.bytes_lost_to_arena_alignment, 0);
+    assert_eq!(alloc.arenas_current, arenas);
+    // Every pool full but the last, which holds the one object past the first arena.
+    assert_eq!((alloc.pools_full, alloc.pools_used), (pools - 1, 1));
+    assert_eq!(alloc.blocks_in_use, objects);
+}
+
+#[test]
+fn an_unknown_preset_is_named_with_the_accepted_ones() {
+    let (code, err) = retention(&["--preset", "3.10"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--preset must be one of") && err.contains("\"3.10\""), "{err}");
+    for l in pymalloc::Layout::ALL {
+        assert!(err.contains(l.name()), "{err}");
+    }
+}
+
+#[test]
+fn preset_and_python_together_are_refused() {
+    let (code, err) = retention(&["--preset", "32c-4k-256k", "--python", "python3"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--preset") && err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
+fn a_python_that_is_not_python_is_refused() {
+    let (code, err) = retention(&["--python", "/bin/true", "--workload", "seed"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/bin/true") && err.contains("not a CPython 3"), "{err}");
+}
+
+#[test]
+fn python_takes_the_layout_of_that_interpreter() {
+    let Ok(python) = arenalab::trace::python::Python::probe("python3".as_ref()) else {
+        eprintln!("skipped: no python3 on PATH");
+        return;
+    };
+    let Some(layout) = python.layout().filter(|_| python.pymalloc) else {
+        eprintln!("skipped: python3 has no layout arenalab models");
+        return;
+    };
+    let args = [
+        "--workload",
+        "seed",
+        "--allocator",
+        "pymalloc",
+        "--python",
+        "python3",
+        "--objects",
+        "100",
+    ];
+    let results = retention_json(&args);
+    assert_eq!(results.pymalloc_layout, layout.name());
+    let alloc = results.runs[0].phases.iter().find(|p| p.name == "alloc").unwrap();
+    let counters = alloc.pymalloc.unwrap();
+    assert_eq!(counters.pool_size, layout.config().pool_size() as u64);
+    assert_eq!(counters.arena_size, layout.config().arena_size() as u64);
+}
+
+#[test]
+fn the_policy_workloads_private_heaps_follow_the_preset() {
+    let layout = pymalloc::Layout::Classes64Pools4k;
+    let n =
+        arenalab::retention::minimum_objects(arenalab::retention::workloads::Workload::Policy, 32)
+            .unwrap()
+            .to_string();
+    let args = [
+        "--workload",
+        "policy",
+        "--allocator",
+        "pymalloc",
+        "--preset",
+        layout.name(),
+        "--objects",
+        &n,
+    ];
+    let results = retention_json(&args);
+    assert_eq!(results.runs.len(), 2);
+    for run in &results.runs {
+        assert_eq!(run.pymalloc_layout.as_deref(), Some(layout.name()));
+        let c = run.phases[1].pymalloc.unwrap();
+        assert_eq!((c.pool_size, c.arena_size), (4 << 10, 256 << 10));
+    }
+}

@@ -17,6 +17,7 @@ fn seed_system(objects: u64, size: u64) -> RetentionArgs {
         objects,
         size,
         json: false,
+        preset: Default::default(),
     }
 }
 

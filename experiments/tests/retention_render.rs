@@ -21,6 +21,7 @@ fn the_page_has_header_tables_charts_and_occupancy_maps() {
         meta: Meta::collect("arenalab retention --objects 20000"),
         objects: 20000,
         size: 32,
+        pymalloc_layout: "32c-16k-1m-keep".into(),
         runs: runs(&["--workload", "seed", "--workload", "every-other"]),
         elapsed_ms: 1234,
     };

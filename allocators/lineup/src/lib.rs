@@ -99,6 +99,7 @@
 //! [`Release`] ([`release`]) and [`Knob`] / [`KnobError`] ([`knob`]).
 
 use core::alloc::GlobalAlloc;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 mod backend;
 pub mod knob;
@@ -112,7 +113,100 @@ pub use stats::AllocatorStats;
 static SYSTEM: std::alloc::System = std::alloc::System;
 static MIMALLOC: ::mimalloc::MiMalloc = ::mimalloc::MiMalloc;
 static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-static PYMALLOC: ::pymalloc::PyMalloc = ::pymalloc::PyMalloc::new();
+
+/// One pymalloc per layout, in the order of [`pymalloc::Layout::ALL`]. A `PyMalloc` claims its
+/// lock slot and maps memory only on first use, so the unused ones cost nothing.
+static PYMALLOCS: [::pymalloc::PyMalloc; 4] = [
+    ::pymalloc::PyMalloc::with_config(::pymalloc::Layout::ALL[0].config()),
+    ::pymalloc::PyMalloc::with_config(::pymalloc::Layout::ALL[1].config()),
+    ::pymalloc::PyMalloc::with_config(::pymalloc::Layout::ALL[2].config()),
+    ::pymalloc::PyMalloc::with_config(::pymalloc::Layout::ALL[3].config()),
+];
+
+/// The layout [`Allocator::Pymalloc`] uses unless [`select_pymalloc_layout`] chooses another:
+/// CPython 3.10+'s, 32 classes, 16 KiB pools, 1 MiB arenas, last empty arena kept.
+pub const DEFAULT_PYMALLOC_LAYOUT: ::pymalloc::Layout = ::pymalloc::Layout::Classes32Pools16k;
+
+/// Set in [`PYMALLOC_STATE`] once the chosen pymalloc has been handed out.
+const HANDED_OUT: u8 = 0x80;
+
+/// The index in [`pymalloc::Layout::ALL`] of the chosen layout, plus [`HANDED_OUT`] once
+/// [`Allocator::Pymalloc`] has been handed out (from then on the choice is fixed).
+static PYMALLOC_STATE: AtomicU8 = AtomicU8::new(layout_index(DEFAULT_PYMALLOC_LAYOUT));
+
+const fn layout_index(layout: ::pymalloc::Layout) -> u8 {
+    let mut i = 0;
+    while i < ::pymalloc::Layout::ALL.len() {
+        if ::pymalloc::Layout::ALL[i] as u8 == layout as u8 {
+            return i as u8;
+        }
+        i += 1;
+    }
+    unreachable!()
+}
+
+/// Why [`select_pymalloc_layout`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "pymalloc is already in use with layout {}, so it cannot switch to {}",
+    in_use.name(),
+    requested.name()
+)]
+pub struct LayoutInUse {
+    /// The layout already handed out.
+    pub in_use: ::pymalloc::Layout,
+    /// The layout asked for.
+    pub requested: ::pymalloc::Layout,
+}
+
+/// Chooses the layout of [`Allocator::Pymalloc`] for the whole process: [`Allocator::global`],
+/// [`Allocator::pymalloc`], [`Allocator::stats`] and [`Allocator::release`] follow it. Call it
+/// before the first of those; once pymalloc has been handed out, asking for another layout is
+/// an error (its blocks live in the first one), and asking for the same one is a no-op.
+///
+/// ```
+/// use lineup::{Allocator, select_pymalloc_layout, pymalloc_layout};
+/// use pymalloc::Layout;
+///
+/// select_pymalloc_layout(Layout::Classes32Pools4k).unwrap();
+/// assert_eq!(Allocator::pymalloc().config().pool_size(), 4096);
+/// assert_eq!(pymalloc_layout(), Layout::Classes32Pools4k);
+/// assert!(select_pymalloc_layout(Layout::Classes32Pools4k).is_ok());
+/// assert!(select_pymalloc_layout(Layout::Classes32Pools16k).is_err());
+/// ```
+pub fn select_pymalloc_layout(layout: ::pymalloc::Layout) -> Result<(), LayoutInUse> {
+    let want = layout_index(layout);
+    let mut state = PYMALLOC_STATE.load(Ordering::Acquire);
+    loop {
+        if state & HANDED_OUT != 0 {
+            let in_use = ::pymalloc::Layout::ALL[(state & !HANDED_OUT) as usize];
+            return if in_use == layout {
+                Ok(())
+            } else {
+                Err(LayoutInUse { in_use, requested: layout })
+            };
+        }
+        match PYMALLOC_STATE.compare_exchange(state, want, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(()),
+            Err(now) => state = now,
+        }
+    }
+}
+
+/// The layout [`Allocator::Pymalloc`] uses (or will use): [`DEFAULT_PYMALLOC_LAYOUT`] unless
+/// [`select_pymalloc_layout`] chose another.
+pub fn pymalloc_layout() -> ::pymalloc::Layout {
+    ::pymalloc::Layout::ALL[(PYMALLOC_STATE.load(Ordering::Acquire) & !HANDED_OUT) as usize]
+}
+
+/// The chosen pymalloc, marking the choice as fixed.
+fn chosen_pymalloc() -> &'static ::pymalloc::PyMalloc {
+    let mut state = PYMALLOC_STATE.load(Ordering::Acquire);
+    if state & HANDED_OUT == 0 {
+        state = PYMALLOC_STATE.fetch_or(HANDED_OUT, Ordering::AcqRel);
+    }
+    &PYMALLOCS[(state & !HANDED_OUT) as usize]
+}
 
 /// The allocators under comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -125,7 +219,8 @@ pub enum Allocator {
     /// jemalloc 5.3 as built by `tikv-jemalloc-sys` (symbols prefixed, so it does not replace
     /// `malloc`).
     Jemalloc,
-    /// The workspace's model of CPython's pymalloc, CPython 3.10 layout.
+    /// The workspace's model of CPython's pymalloc, CPython 3.10 layout unless
+    /// [`select_pymalloc_layout`] chose another.
     Pymalloc,
 }
 
@@ -155,14 +250,15 @@ impl Allocator {
             Allocator::System => &SYSTEM,
             Allocator::Mimalloc => &MIMALLOC,
             Allocator::Jemalloc => &JEMALLOC,
-            Allocator::Pymalloc => &PYMALLOC,
+            Allocator::Pymalloc => chosen_pymalloc(),
         }
     }
 
     /// The pymalloc instance behind [`Allocator::Pymalloc`], for its detailed statistics and
-    /// snapshots.
+    /// snapshots: the one of the layout [`select_pymalloc_layout`] chose (by default
+    /// [`DEFAULT_PYMALLOC_LAYOUT`]).
     pub fn pymalloc() -> &'static ::pymalloc::PyMalloc {
-        &PYMALLOC
+        chosen_pymalloc()
     }
 
     /// What the allocator says about itself now: bytes handed out, bytes held from the OS, and

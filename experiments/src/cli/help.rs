@@ -105,6 +105,7 @@ pub fn arenalab() -> String {
             "arenalab exit --allocator pymalloc --ending sigkill",
             "arenalab pool --scenario parent-killed-none",
             "arenalab cpython --part retention",
+            "arenalab tour --preset 32c-4k-256k",
             "arenalab trace record -o seed.trace -- experiments/python/trace_seed.py floats 100000",
             "arenalab render                # docs/ again from docs/results/*.json, no measuring",
         ])
@@ -134,6 +135,7 @@ pub fn retention() -> String {
         "Workloads (--workload W, repeatable; default: all):\n{workloads}\n\
          Allocators (--allocator A, repeatable; default: all): {alloc}. policy runs under \
          pymalloc only.\n\n\
+         {presets}\n\
          Defaults and ranges:\n\
          \x20 --objects N  default {objects}; from 1 to {max_objects}\n\
          \x20 --size S     default {size} bytes; from 1 to {max_size} (64 MiB)\n\
@@ -148,6 +150,7 @@ pub fn retention() -> String {
          docs/results/retention.json. Nothing is written to disk: `arenalab report` saves and \
          renders docs/retention.md.\n\n{examples}",
         alloc = allocator_names(),
+        presets = crate::preset::help(),
         objects = retention::DEFAULT_OBJECTS,
         max_objects = retention::MAX_OBJECTS,
         size = retention::DEFAULT_SIZE,
@@ -157,6 +160,39 @@ pub fn retention() -> String {
             "arenalab retention --workload seed --allocator system --allocator pymalloc",
             "arenalab retention --workload survivors --objects 5000000 --size 64",
             "arenalab retention --workload mixed --json > mixed.json",
+            "arenalab retention --allocator pymalloc --preset 32c-4k-256k",
+            "arenalab retention --allocator pymalloc --python python3.9",
+        ]),
+    )
+}
+
+/// `tour --help`'s paragraph.
+pub const TOUR_ABOUT: &str = "The pymalloc model step by step, with any CPython's layout.\n\n\
+Runs arenalab's model of pymalloc (in this process; no child, nothing measured from the kernel) \
+through the tour of docs/pymalloc.md: allocate small objects with medium ones interleaved, free \
+every other small one, free the medium ones, refill with another size, free everything. After \
+each step it prints how many arenas are mapped and reclaimed, the pools by state (used, full, \
+empty, never carved), the blocks in use and the pools of each size class. What to look for: \
+how little every-other free gives back (every pool keeps live blocks), how empty pools are \
+reused by another size class, and how the layout (pool and arena size, the keep-one rule) \
+changes the arena counts.";
+
+/// The rest of `tour --help`.
+pub fn tour() -> String {
+    format!(
+        "{presets}\n\
+         Output: a table of the steps, then each step's caption and its pools per size class \
+         (block size: pools), on stdout. --json prints one JSON document instead (meta: command, \
+         machine and date; layout; steps with their occupancy maps and \
+         sys._debugmallocstats()-style reports), the shape of docs/results/pymalloc.json. It \
+         takes well under a second. Nothing is written to disk: `arenalab report` saves the \
+         default layout's tour and renders docs/pymalloc.md.\n\n{examples}",
+        presets = crate::preset::help(),
+        examples = examples(&[
+            "arenalab tour",
+            "arenalab tour --preset 32c-4k-256k",
+            "arenalab tour --python python3.9",
+            "arenalab tour --preset 64c-4k-256k --json > tour.json",
         ]),
     )
 }

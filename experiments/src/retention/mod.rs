@@ -76,6 +76,9 @@ pub struct RetentionArgs {
     /// Print the runs as one JSON document (command, machine and date first) instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// The layout of pymalloc's runs: `--preset LAYOUT` or `--python PATH`.
+    #[command(flatten)]
+    pub preset: crate::preset::PresetArgs,
 }
 
 impl Default for RetentionArgs {
@@ -86,6 +89,7 @@ impl Default for RetentionArgs {
             objects: DEFAULT_OBJECTS,
             size: DEFAULT_SIZE,
             json: false,
+            preset: crate::preset::PresetArgs::default(),
         }
     }
 }
@@ -108,6 +112,9 @@ pub struct WorkerArgs {
     /// Object size in bytes.
     #[arg(long, default_value_t = DEFAULT_SIZE)]
     pub size: u64,
+    /// pymalloc's layout ([`pymalloc::Layout::name`]); selected before the first allocation.
+    #[arg(long, default_value = lineup::DEFAULT_PYMALLOC_LAYOUT.name())]
+    pub preset: String,
 }
 
 /// One (allocator, workload, variant) run as the worker reports it.
@@ -124,6 +131,11 @@ pub struct Run {
     pub objects: u64,
     /// Object size asked for.
     pub size: u64,
+    /// The pymalloc layout ([`pymalloc::Layout::name`]) of a run under pymalloc; absent for the
+    /// other allocators and in results saved before layouts could be chosen (those ran with
+    /// [`lineup::DEFAULT_PYMALLOC_LAYOUT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pymalloc_layout: Option<String>,
     /// The phases in order, `baseline` first.
     pub phases: Vec<Phase>,
     /// The worker's peak RSS over its whole life (`ru_maxrss` from `wait4`); set by the parent.
@@ -238,10 +250,18 @@ pub struct RetentionResults {
     pub objects: u64,
     /// Object size.
     pub size: u64,
+    /// The layout of the pymalloc runs ([`pymalloc::Layout::name`]); results saved before
+    /// layouts could be chosen ran with, and load as, [`lineup::DEFAULT_PYMALLOC_LAYOUT`].
+    #[serde(default = "default_layout_name")]
+    pub pymalloc_layout: String,
     /// Every run, grouped by workload in [`Workload::ALL`] order.
     pub runs: Vec<Run>,
     /// Wall-clock time of the whole matrix, milliseconds.
     pub elapsed_ms: u64,
+}
+
+fn default_layout_name() -> String {
+    lineup::DEFAULT_PYMALLOC_LAYOUT.name().to_string()
 }
 
 /// A validated plan: the runs to make.
@@ -253,6 +273,8 @@ pub struct Plan {
     pub objects: u64,
     /// Object size.
     pub size: u64,
+    /// The layout of the pymalloc runs.
+    pub layout: pymalloc::Layout,
 }
 
 /// Checks the arguments and expands them into runs, against this machine's MemAvailable.
@@ -341,7 +363,8 @@ pub fn plan_with(args: &RetentionArgs, available: u64) -> Result<Plan> {
             measure::mib(available)
         )));
     }
-    Ok(Plan { runs, objects: args.objects, size: args.size })
+    let layout = args.preset.layout()?;
+    Ok(Plan { runs, objects: args.objects, size: args.size, layout })
 }
 
 /// Why workload `w` has a minimum object count ([`minimum_objects`]), or `None`.
@@ -517,7 +540,8 @@ pub fn measure(args: &RetentionArgs) -> Result<RetentionResults> {
         ));
         let mut spawn = Spawn::worker("retention")
             .args(["--allocator", a.name(), "--workload", w.name()])
-            .args(["--objects", &plan.objects.to_string(), "--size", &plan.size.to_string()]);
+            .args(["--objects", &plan.objects.to_string(), "--size", &plan.size.to_string()])
+            .args(["--preset", plan.layout.name()]);
         if let Some(v) = v {
             spawn = spawn.args(["--variant", v]);
         }
@@ -542,12 +566,14 @@ pub fn measure(args: &RetentionArgs) -> Result<RetentionResults> {
         meta: Meta::collect(&command_line()),
         objects: plan.objects,
         size: plan.size,
+        pymalloc_layout: plan.layout.name().to_string(),
         runs,
         elapsed_ms: start.elapsed().as_millis() as u64,
     })
 }
 
-fn command_line() -> String {
+/// `arenalab` and this process's arguments: the command a results document records.
+pub(crate) fn command_line() -> String {
     let mut args = std::env::args();
     let _exe = args.next();
     std::iter::once("arenalab".to_string()).chain(args).collect::<Vec<_>>().join(" ")
@@ -625,8 +651,12 @@ pub fn execute(args: &WorkerArgs) -> Result<Run> {
         .ok_or_else(|| Error::Failed(format!("unknown allocator {:?}", args.allocator)))?;
     let workload = Workload::from_name(&args.workload)
         .ok_or_else(|| Error::Failed(format!("unknown workload {:?}", args.workload)))?;
+    let layout = pymalloc::Layout::from_name(&args.preset)
+        .ok_or_else(|| Error::Failed(format!("unknown pymalloc layout {:?}", args.preset)))?;
+    // Before anything allocates through pymalloc (the worker itself allocates from `System`).
+    lineup::select_pymalloc_layout(layout).map_err(|e| Error::Failed(e.to_string()))?;
     let variant = args.variant.clone().unwrap_or_default();
-    let target = Target::for_run(allocator, workload, &variant)?;
+    let target = Target::for_run(allocator, workload, &variant, layout)?;
     let mut prepared = workloads::prepare(args, &target)?;
     let mut rec = WorkerRecorder {
         target: &target,
@@ -643,6 +673,7 @@ pub fn execute(args: &WorkerArgs) -> Result<Run> {
         variant: args.variant.clone(),
         objects: args.objects,
         size: args.size,
+        pymalloc_layout: (allocator == Allocator::Pymalloc).then(|| layout.name().to_string()),
         phases: rec.phases,
         peak_rss_bytes: 0,
     })

@@ -60,6 +60,19 @@ impl crate::results::Checked for RetentionResults {
     }
 }
 
+/// "pymalloc runs with the layout ...": the layout of the results' pymalloc runs, described from
+/// [`pymalloc::Layout`] (or named as recorded, if this build does not know it).
+fn layout_sentence(name: &str) -> String {
+    match pymalloc::Layout::from_name(name) {
+        Some(l) => format!(
+            "pymalloc runs with layout `{}` ({}; `--preset` and `--python` choose another).",
+            l.name(),
+            crate::preset::describe(l)
+        ),
+        None => format!("pymalloc runs with layout `{name}`."),
+    }
+}
+
 /// Writes `docs/retention.md` and its SVGs under `docs/retention/` from saved results.
 pub fn render(results: &RetentionResults, docs: &Path) -> Result<()> {
     let mut md = render::page_header(TITLE, &results.meta);
@@ -83,6 +96,7 @@ pub fn render(results: &RetentionResults, docs: &Path) -> Result<()> {
             "(`malloc_trim(0)`, `mi_collect(true)`, jemalloc's tcache flush and arena purge; pymalloc has none).\n\n",
         )
     );
+    let _ = writeln!(md, "{}\n", layout_sentence(&results.pymalloc_layout));
     let _ = writeln!(
         md,
         "Figures are **MiB of RSS above the baseline**; {} of {} bytes unless the workload says otherwise. \

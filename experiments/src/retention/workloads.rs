@@ -160,8 +160,14 @@ pub struct Target {
 
 impl Target {
     /// The target for a run: the lineup's allocator, or for `policy` a pymalloc built with the
-    /// variant's arena policy (leaked: a `GlobalAlloc` must outlive every block it handed out).
-    pub fn for_run(allocator: Allocator, workload: Workload, variant: &str) -> Result<Target> {
+    /// variant's arena policy and `layout`'s geometry (leaked: a `GlobalAlloc` must outlive
+    /// every block it handed out).
+    pub fn for_run(
+        allocator: Allocator,
+        workload: Workload,
+        variant: &str,
+        layout: pymalloc::Layout,
+    ) -> Result<Target> {
         if workload != Workload::Policy {
             return Ok(Target {
                 allocator,
@@ -180,7 +186,13 @@ impl Target {
             "newest-first" => ArenaPolicy::NewestFirst,
             other => return Err(Error::Failed(format!("unknown policy variant {other:?}"))),
         };
+        let geometry = layout.config();
         let cfg = Config::builder(Preset::Cpython310)
+            .alignment(geometry.alignment())
+            .small_request_threshold(geometry.small_request_threshold())
+            .pool_size(geometry.pool_size())
+            .arena_size(geometry.arena_size())
+            .keep_last_empty_arena(geometry.keep_last_empty_arena())
             .policy(policy)
             .build()
             .map_err(|e| Error::Failed(format!("pymalloc config: {e}")))?;
