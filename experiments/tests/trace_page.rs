@@ -102,3 +102,15 @@ fn a_native_replay_with_a_missing_mark_is_refused_with_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the native trace's system replay has"), "{err}");
 }
+
+#[test]
+fn interpreters_that_could_not_be_recorded_are_listed_with_their_reason() {
+    let (docs, mut v) = fixture("notrec");
+    v["not_recorded"] = serde_json::json!([
+        "python3 (3.11.2): no shared libpython (Py_ENABLE_SHARED is 0): it cannot be embedded"
+    ]);
+    let (out, page) = render(&docs, &v);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(page.contains("Found but not recorded:\n\n- python3 (3.11.2): no shared libpython"));
+    let _ = std::fs::remove_dir_all(&docs);
+}

@@ -105,6 +105,10 @@ pub struct TraceResults {
     /// The seed workload in real python3 with pymalloc, on the model via the preload, on glibc.
     #[serde(default)]
     pub preload_seed: Option<Section<PreloadSeed>>,
+    /// The interpreters found that could not be recorded, each with the reason (absent in
+    /// results written before they were listed).
+    #[serde(default)]
+    pub not_recorded: Vec<String>,
 }
 
 fn helper_dir() -> Result<PathBuf> {
@@ -157,7 +161,8 @@ pub fn measure(command: &str) -> Result<TraceResults> {
 
 fn measure_in(command: &str, dir: &Path) -> Result<TraceResults> {
     let mut versions = Vec::new();
-    for py in python::installed() {
+    let (pythons, not_recorded) = python::installed();
+    for py in pythons {
         let Ok((layout, _)) = py.recordable() else { continue };
         let mut workloads = Vec::new();
         for (w, n) in WORKLOADS {
@@ -190,7 +195,14 @@ fn measure_in(command: &str, dir: &Path) -> Result<TraceResults> {
     };
     let native = Some(super::native::measure_native(dir)?);
     let preload_seed = Some(super::native::measure_seed(dir)?);
-    Ok(TraceResults { meta: Meta::collect(command), versions, lineup, native, preload_seed })
+    Ok(TraceResults {
+        meta: Meta::collect(command),
+        versions,
+        lineup,
+        native,
+        preload_seed,
+        not_recorded,
+    })
 }
 
 fn measure_lineup(py: &Python, dir: &Path) -> Result<LineupRun> {
@@ -313,7 +325,7 @@ pub fn render(r: &TraceResults, docs: &Path) -> Result<()> {
         let _ = writeln!(
             md,
             "**{} of {} blocks placed alike**: {}.\n",
-            group_digits(placed - misplaced),
+            group_digits(placed.saturating_sub(misplaced)),
             group_digits(placed),
             if misplaced == 0 {
                 "each block the model handed out lies in the same arena, at the same offset, as \
@@ -322,6 +334,13 @@ pub fn render(r: &TraceResults, docs: &Path) -> Result<()> {
                 "some blocks lie elsewhere in the model than in the interpreter"
             }
         );
+    }
+    if !r.not_recorded.is_empty() {
+        md.push_str("Found but not recorded:\n\n");
+        for why in &r.not_recorded {
+            let _ = writeln!(md, "- {why}");
+        }
+        md.push('\n');
     }
     md.push_str("## Real against model, per interpreter\n\n");
     md.push_str(

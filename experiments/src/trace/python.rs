@@ -131,10 +131,12 @@ pub fn class_count(text: &str) -> Option<usize> {
     after.split_whitespace().next()?.parse().ok()
 }
 
-/// Every CPython 3.8+ on this machine that can be recorded, one per minor version, oldest first:
+/// Every CPython 3.8+ on this machine that can be recorded, one per version, oldest first:
 /// `python3` and `python3.X` on `PATH`, and `~/.pyenv/versions/*/bin/python3.X` (pyenv's
-/// shims fail for versions that are not selected, so the real binaries are looked up).
-pub fn installed() -> Vec<Python> {
+/// shims fail for versions that are not selected, so the real binaries are looked up); and,
+/// once per version, why each other CPython found cannot be recorded (e.g. no shared
+/// libpython), named by its file name and version.
+pub fn installed() -> (Vec<Python>, Vec<String>) {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
@@ -155,19 +157,31 @@ pub fn installed() -> Vec<Python> {
         }
     }
     let mut found: Vec<Python> = Vec::new();
+    let mut skipped = Vec::new();
     for c in candidates {
         if !c.is_file() {
             continue;
         }
         let Ok(p) = Python::probe(&c) else { continue };
-        if p.recordable().is_err() {
+        if let Err(e) = p.recordable() {
+            // The message names the executable; keep the file name only (no machine folders).
+            let path = p.executable.display().to_string();
+            let file = p
+                .executable
+                .file_name()
+                .map_or_else(|| "python".to_string(), |f| f.to_string_lossy().into_owned());
+            let why = e.to_string().replace(&path, &file);
+            if !skipped.iter().any(|(v, _)| *v == p.version) {
+                skipped.push((p.version, why));
+            }
             continue;
         }
-        if found.iter().any(|f| f.version[..2] == p.version[..2]) {
+        if found.iter().any(|f| f.version == p.version) {
             continue;
         }
         found.push(p);
     }
     found.sort_by_key(|p| p.version);
-    found
+    skipped.sort();
+    (found, skipped.into_iter().map(|(_, why)| why).collect())
 }
