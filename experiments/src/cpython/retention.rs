@@ -56,53 +56,36 @@ pub struct ObStats {
     pub kind_blocks_in_use: u64,
 }
 
-fn number(s: &str) -> Option<u64> {
-    s.trim().replace(',', "").parse().ok()
-}
-
 /// Parses the text `sys._debugmallocstats()` writes. `None` when it has no pymalloc section
 /// (`PYTHONMALLOC=malloc`). `kind_block` is the block size whose blocks in use are picked out.
+/// The report is read once, by [`crate::trace::counters::Counters::parse`] (the trace replay
+/// compares the same counters); this adds the two sizes the page prints, bytes per arena and per
+/// pool, from the `N arenas * B bytes/arena` and `N unused pools * B bytes` lines.
 pub fn parse_stats(text: &str, kind_block: u64) -> Option<ObStats> {
-    if !text.contains("Small block threshold") {
-        return None;
-    }
-    let mut s = ObStats::default();
-    let mut in_table = false;
-    for line in text.lines() {
-        let t = line.trim();
-        if t.starts_with("-----") {
-            in_table = true;
-            continue;
-        }
-        if in_table {
-            let f: Vec<u64> = t.split_whitespace().filter_map(number).collect();
-            if f.len() == 5 && t.split_whitespace().count() == 5 {
-                s.pools_in_use += f[2];
-                s.blocks_in_use += f[3];
-                if f[1] == kind_block {
-                    s.kind_blocks_in_use = f[3];
-                }
-                continue;
-            }
-            in_table = false;
-        }
-        let value = || t.rsplit_once('=').and_then(|(_, v)| number(v));
-        if t.starts_with("# arenas allocated total") {
-            s.arenas_allocated_total = value()?;
-        } else if t.starts_with("# arenas reclaimed") {
-            s.arenas_reclaimed = value()?;
-        } else if t.starts_with("# arenas highwater mark") {
-            s.arenas_highwater = value()?;
-        } else if t.starts_with("# arenas allocated current") {
-            s.arenas_current = value()?;
-        } else if let Some((_, rest)) = t.split_once(" arenas * ") {
-            s.arena_bytes = rest.split_whitespace().next().and_then(number).unwrap_or(0);
-        } else if let Some((n, rest)) = t.split_once(" unused pools * ") {
-            s.pools_unused = number(n).unwrap_or(0);
-            s.pool_bytes = rest.split_whitespace().next().and_then(number).unwrap_or(0);
-        }
-    }
-    Some(s)
+    let c = crate::trace::counters::Counters::parse(text)?;
+    let size_after = |marker: &str| {
+        text.lines()
+            .find_map(|l| l.split_once(marker))
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|v| v.replace(',', "").parse().ok())
+            .unwrap_or(0)
+    };
+    Some(ObStats {
+        arenas_allocated_total: c.arenas_total,
+        arenas_reclaimed: c.arenas_reclaimed,
+        arenas_highwater: c.arenas_highwater,
+        arenas_current: c.arenas_current,
+        arena_bytes: size_after(" arenas * "),
+        pools_in_use: c.classes.iter().map(|r| r.pools).sum(),
+        pools_unused: c.unused_pools,
+        pool_bytes: size_after(" unused pools * "),
+        blocks_in_use: c.classes.iter().map(|r| r.blocks_in_use).sum(),
+        kind_blocks_in_use: c
+            .classes
+            .iter()
+            .find(|r| r.size as u64 == kind_block)
+            .map_or(0, |r| r.blocks_in_use),
+    })
 }
 
 /// One phase as measured.
