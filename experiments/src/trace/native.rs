@@ -36,6 +36,20 @@ pub enum Section<T> {
     Skipped(String),
 }
 
+impl<T> Section<T> {
+    /// The figures; or, when the section was skipped, `None` after writing its "Not measured"
+    /// line into `md`.
+    pub fn measured_or_note(&self, md: &mut String) -> Option<&T> {
+        match self {
+            Section::Measured(r) => Some(r),
+            Section::Skipped(why) => {
+                md.push_str(&format!("**Not measured:** {why}.\n\n"));
+                None
+            }
+        }
+    }
+}
+
 /// A native program recorded and replayed on the four allocators.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NativeRun {

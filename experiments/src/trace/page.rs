@@ -578,13 +578,7 @@ fn short(a: &AllocatorReplay) -> &str {
 
 fn render_native(md: &mut String, n: &Section<NativeRun>) {
     md.push_str("## A native program on four allocators\n\n");
-    let r = match n {
-        Section::Skipped(why) => {
-            let _ = writeln!(md, "**Not measured:** {why}.\n");
-            return;
-        }
-        Section::Measured(r) => r,
-    };
+    let Some(r) = n.measured_or_note(md) else { return };
     let _ = writeln!(
         md,
         "The preload library in mode `record` (`ARENALAB_TRACE=FILE \
@@ -663,13 +657,7 @@ fn render_native(md: &mut String, n: &Section<NativeRun>) {
 
 fn render_preload_seed(md: &mut String, s: &Section<PreloadSeed>) {
     md.push_str("## Real python3 on the model, through the preload library\n\n");
-    let r = match s {
-        Section::Skipped(why) => {
-            let _ = writeln!(md, "**Not measured:** {why}.\n");
-            return;
-        }
-        Section::Measured(r) => r,
-    };
+    let Some(r) = s.measured_or_note(md) else { return };
     let _ = writeln!(
         md,
         "The seed workload (`experiments/python/retention.py`, {} floats, its phases) ran in \
