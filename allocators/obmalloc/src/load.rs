@@ -83,14 +83,15 @@ impl Obmalloc {
         // its symbols out of the global scope, so a second libpython resolves to its own.
         let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
             .map_err(|e| Error::Load { library: path.to_path_buf(), reason: e.to_string() })?;
-        // SAFETY (all the lookups below): the types are the C API's, unchanged from 3.8 to
-        // 3.13: `void *PyObject_Malloc(size_t)`, `void PyObject_Free(void *)`,
-        // `int Py_IsInitialized(void)`, `void Py_InitializeEx(int)`,
-        // `void Py_SetProgramName(const wchar_t *)`, `int Py_NoSiteFlag`,
-        // `int Py_IgnoreEnvironmentFlag`, `PyThreadState *PyEval_SaveThread(void)`,
-        // `PyGILState_STATE PyGILState_Ensure(void)` (a C enum: an int),
-        // `void PyGILState_Release(PyGILState_STATE)`.
-        let (malloc, free, is_initialized, initialize, set_program_name, no_site, ignore_env) = unsafe {
+        // The C API's types, unchanged from 3.8 to 3.13: `void *PyObject_Malloc(size_t)`,
+        // `void PyObject_Free(void *)`, `int Py_IsInitialized(void)`,
+        // `void Py_InitializeEx(int)`, `void Py_SetProgramName(const wchar_t *)`,
+        // `int Py_NoSiteFlag`, `int Py_IgnoreEnvironmentFlag`,
+        // `PyThreadState *PyEval_SaveThread(void)`, `PyGILState_STATE PyGILState_Ensure(void)`
+        // (a C enum: an int), `void PyGILState_Release(PyGILState_STATE)`.
+        let (malloc, free, is_initialized, initialize, set_program_name, no_site, ignore_env) =
+            // SAFETY: each symbol is looked up with its C type, listed above.
+            unsafe {
             (
                 symbol::<MallocFn>(&lib, path, "PyObject_Malloc")?,
                 symbol::<FreeFn>(&lib, path, "PyObject_Free")?,
@@ -105,7 +106,7 @@ impl Obmalloc {
                 symbol::<*mut c_int>(&lib, path, "Py_IgnoreEnvironmentFlag")?,
             )
         };
-        // SAFETY: as above.
+        // SAFETY: each symbol is looked up with its C type, listed above.
         let (save_thread, gil_ensure, gil_release) = unsafe {
             (
                 symbol::<unsafe extern "C" fn() -> *mut c_void>(&lib, path, "PyEval_SaveThread")?,
