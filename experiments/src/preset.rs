@@ -34,6 +34,7 @@ impl PresetArgs {
         let Some(path) = &self.python else {
             return Ok(lineup::DEFAULT_PYMALLOC_LAYOUT);
         };
+        use crate::trace::python::Recordable;
         let python = crate::trace::python::Python::probe(path)?;
         let name = format!("{} ({})", python.executable.display(), python.version_string());
         if !python.pymalloc {

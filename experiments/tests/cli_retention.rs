@@ -197,6 +197,7 @@ fn a_python_that_is_not_python_is_refused() {
 
 #[test]
 fn python_takes_the_layout_of_that_interpreter() {
+    use arenalab::trace::python::Recordable;
     let Ok(python) = arenalab::trace::python::Python::probe("python3".as_ref()) else {
         eprintln!("skipped: no python3 on PATH");
         return;

@@ -5,7 +5,7 @@
 //! recorded (no shared libpython, older than 3.8).
 
 use arenalab::trace::format::{self, Encoder, Header, Source};
-use arenalab::trace::python::Python;
+use arenalab::trace::python::{Python, Recordable};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,10 +1,8 @@
 //! Finding the CPython interpreters to measure.
 //!
-//! Without `--python`, the candidates are `python3` and every `python3.X` on `PATH`, every
-//! `$(pyenv root)/versions/*/bin/python3.X` (pyenv's shims on `PATH` fail for versions that are
-//! installed but not selected, so the installs are looked up directly), and `/usr/bin`'s and
-//! `/usr/local/bin`'s `python3*`. Each candidate is *run* (never linked): it prints its version,
-//! implementation and real executable. Candidates that are the same executable are kept once;
+//! Without `--python`, the candidates are [`obmalloc::candidates`] (`python3` and every
+//! `python3.X` on `PATH`, pyenv's installs, `/usr/bin` and `/usr/local/bin`). Each candidate is
+//! *run* (never linked): it prints its version, implementation and real executable. Candidates that are the same executable are kept once;
 //! CPython 3.8 or newer is kept, anything else is listed as skipped with the reason.
 
 use crate::error::{Error, Result};
@@ -90,67 +88,11 @@ fn parse_major_minor(version: &str) -> Option<(u32, u32)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
-/// Whether a file name is `python3` or `python3.X` (X digits only).
-fn is_python_name(name: &str) -> bool {
-    name == "python3"
-        || name
-            .strip_prefix("python3.")
-            .is_some_and(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn names_in(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_name().to_str().is_some_and(is_python_name))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
-fn pyenv_root() -> Option<PathBuf> {
-    if let Some(r) = std::env::var_os("PYENV_ROOT") {
-        return Some(PathBuf::from(r));
-    }
-    std::env::var_os("HOME").map(|h| Path::new(&h).join(".pyenv"))
-}
-
-/// The candidate paths, in search order (duplicates removed later by executable).
-pub fn candidates() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            out.extend(names_in(&dir));
-        }
-    }
-    if let Some(root) = pyenv_root()
-        && let Ok(rd) = std::fs::read_dir(root.join("versions"))
-    {
-        let mut vs: Vec<PathBuf> = rd.flatten().map(|e| e.path().join("bin")).collect();
-        vs.sort();
-        for bin in vs {
-            out.extend(names_in(&bin).into_iter().filter(|p| !p.ends_with("python3")));
-        }
-    }
-    out.extend(names_in(Path::new("/usr/bin")));
-    out.extend(names_in(Path::new("/usr/local/bin")));
-    let mut seen = Vec::new();
-    out.retain(|p| {
-        let new = !seen.contains(p);
-        seen.push(p.clone());
-        new
-    });
-    out
-}
-
 /// Finds the interpreters: those given (`explicit`, each of which must be usable, or
 /// [`Error::Usage`]), or every candidate. `Ok` with no interpreters when none is usable.
 pub fn find(explicit: &[PathBuf]) -> Result<Found> {
     let default_exe = probe(Path::new("python3")).ok().map(|(_, _, exe)| exe);
-    let list = if explicit.is_empty() { candidates() } else { explicit.to_vec() };
+    let list = if explicit.is_empty() { obmalloc::candidates() } else { explicit.to_vec() };
     let mut found = Found::default();
     for path in list {
         let verdict = probe(&path).and_then(|(imp, version, executable)| {
@@ -197,16 +139,6 @@ pub fn find(explicit: &[PathBuf]) -> Result<Found> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_python3_and_python3_dot_digits_are_candidates() {
-        assert!(is_python_name("python3"));
-        assert!(is_python_name("python3.13"));
-        assert!(!is_python_name("python3.13-config"));
-        assert!(!is_python_name("python3-config"));
-        assert!(!is_python_name("python3."));
-        assert!(!is_python_name("python2.7"));
-    }
 
     #[test]
     fn versions_read_as_major_minor() {

@@ -14,7 +14,7 @@
 
 use super::lineup::AllocatorReplay;
 use super::native::{NativeRun, PreloadSeed, Section};
-use super::python::{self, Python};
+use super::python::{self, Python, Recordable};
 use super::replay::ModelReplay;
 use crate::cpython::retention::Run;
 use crate::error::{Error, Result};

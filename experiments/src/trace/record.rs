@@ -24,7 +24,7 @@
 //! the report into a memfd, re-installs the wrappers and writes label and report as one record.
 
 use super::format::{self, Domain, Encoder, Header, Source};
-use super::python::Python;
+use super::python::{Python, Recordable};
 use crate::error::{Error, Result};
 use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_void};
