@@ -4,7 +4,9 @@
 //! and how to read the figures. Run with `cargo bench` from the workspace root.
 
 use arenalab_benches::contender::Contender;
-use arenalab_benches::{Visit, churn, each_contender, order, ports, scaling, size, threads};
+use arenalab_benches::{
+    Visit, churn, each_contender, each_size_contender, order, ports, scaling, size, threads,
+};
 use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
@@ -50,7 +52,7 @@ impl Visit for SizeGroup<'_, '_> {
 fn size_group(c: &mut Criterion) {
     let mut g = group(c, "size", 300, 800, 40);
     g.throughput(Throughput::Elements(1));
-    each_contender(&mut SizeGroup(&mut g));
+    each_size_contender(&mut SizeGroup(&mut g));
     g.finish();
 }
 

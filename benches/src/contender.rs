@@ -1,10 +1,15 @@
 //! The contenders: every allocator a benchmark compares, behind one small trait.
 //!
 //! The four process-global allocators come from the [`lineup`] registry and are called through
-//! `&'static dyn GlobalAlloc`; the fifth contender is a [`pymalloc::Heap`] called directly, with no
-//! lock and no `Layout`. A benchmark is written once, generic over [`Contender`], and run for each.
+//! `&'static dyn GlobalAlloc`; the model's [`pymalloc::Heap`] is called directly, with no lock
+//! and no `Layout` (fresh, with an arena cache, and warm: [`WarmHeap`]); CPython's real
+//! obmalloc ([`obmalloc::Heap`], see [`real_obmallocs`]) is called through `PyObject_Malloc` and
+//! `PyObject_Free` function pointers. A benchmark is written once, generic over [`Contender`],
+//! and run for each.
 
 use core::alloc::{GlobalAlloc, Layout};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The alignment every benchmark asks the global allocators for: a machine word, what most Rust
 /// small objects need. pymalloc's `Heap` always aligns to its own 16-byte granularity.
@@ -15,6 +20,19 @@ pub const HEAP_NAME: &str = "pymalloc-heap";
 
 /// The benchmark-id name of the same heap with an arena cache (not CPython's behaviour).
 pub const CACHED_HEAP_NAME: &str = "pymalloc-heap-cached";
+
+/// The benchmark-id name of a heap that holds one live block per size class: warm, like an
+/// initialised interpreter's, so a pair never empties a pool.
+pub const WARM_HEAP_NAME: &str = "pymalloc-heap-warm";
+
+/// The benchmark-id name of CPython's real obmalloc is this followed by `major.minor`:
+/// `cpython-obmalloc-3.11`.
+pub const OBMALLOC_PREFIX: &str = "cpython-obmalloc-";
+
+/// The environment variable that chooses the interpreters whose obmalloc is measured: unset,
+/// the `python3` on `PATH`; `all`, every CPython 3.8+ found; `none`, no interpreter; otherwise
+/// a list of interpreter paths separated by `:` (as in `PATH`).
+pub const PYTHON_ENV: &str = "ARENALAB_BENCH_PYTHON";
 
 /// Arenas the cached heap keeps mapped: 64 MiB of 1 MiB arenas, enough for every workload here
 /// (the largest, `scaling` at a million 64 B blocks, needs 63).
@@ -112,6 +130,159 @@ pub fn cached_heap() -> pymalloc::Heap<pymalloc::os::Cached> {
         pymalloc::Config::CPYTHON_3_10,
         pymalloc::os::Cached::new(CACHED_ARENAS),
     )
+}
+
+/// A fresh pymalloc heap (CPython 3.10's parameters) holding one live block in every size
+/// class, as an initialised interpreter's heap does: an alloc+free pair at any small size then
+/// never empties its pool, so [`crate::size`] measures the fast path alone. (In a fresh heap the
+/// pair's pool empties on every free and is taken back from the arena on the next alloc.)
+pub struct WarmHeap {
+    heap: pymalloc::Heap,
+    held: Vec<*mut u8>,
+}
+
+impl WarmHeap {
+    /// The heap, for its statistics.
+    pub fn heap(&self) -> &pymalloc::Heap {
+        &self.heap
+    }
+}
+
+/// A [`WarmHeap`].
+pub fn warm_heap() -> WarmHeap {
+    let mut heap = heap();
+    let config = *heap.config();
+    let held = (1..=config.num_classes())
+        .map(|class| Contender::alloc(&mut heap, class * config.alignment()))
+        .collect();
+    WarmHeap { heap, held }
+}
+
+impl Contender for WarmHeap {
+    #[inline]
+    fn alloc(&mut self, size: usize) -> *mut u8 {
+        Contender::alloc(&mut self.heap, size)
+    }
+
+    #[inline]
+    unsafe fn free(&mut self, p: *mut u8, size: usize) {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { Contender::free(&mut self.heap, p, size) }
+    }
+}
+
+impl Drop for WarmHeap {
+    fn drop(&mut self) {
+        for p in self.held.drain(..) {
+            // SAFETY: each held block was allocated by `warm_heap` and is freed once, here.
+            unsafe { self.heap.free(p) };
+        }
+    }
+}
+
+impl Contender for obmalloc::Heap {
+    #[inline]
+    fn alloc(&mut self, size: usize) -> *mut u8 {
+        let p = obmalloc::Heap::alloc(self, size);
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout(size));
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn free(&mut self, p: *mut u8, _size: usize) {
+        // SAFETY: the caller guarantees `p` is a live block of this heap's interpreter.
+        unsafe { obmalloc::Heap::free(self, p) }
+    }
+}
+
+/// One loaded interpreter's obmalloc and its benchmark-id name.
+#[derive(Clone, Copy, Debug)]
+pub struct RealObmalloc {
+    /// `cpython-obmalloc-3.11`.
+    pub name: &'static str,
+    /// The loaded, initialised libpython.
+    pub obmalloc: &'static obmalloc::Obmalloc,
+}
+
+/// The interpreters named by `setting`, the value of [`PYTHON_ENV`] (empty: `python3`), at most
+/// one per `major.minor` (the ids name only those); each one either kept or listed with why it
+/// is left out.
+pub fn chosen(setting: &str) -> (Vec<obmalloc::Python>, Vec<String>) {
+    let mut pythons = Vec::new();
+    let mut notes = Vec::new();
+    match setting.trim() {
+        "none" => notes.push(format!("{PYTHON_ENV}=none")),
+        "all" => {
+            // Oldest first; a later micro of the same minor replaces an earlier one.
+            for p in obmalloc::installed() {
+                if p.embeddable().is_ok() {
+                    pythons.retain(|q: &obmalloc::Python| q.major_minor() != p.major_minor());
+                    pythons.push(p);
+                }
+            }
+            if pythons.is_empty() {
+                notes.push("no embeddable CPython 3.8+ found".to_string());
+            }
+        }
+        list => {
+            let paths: Vec<PathBuf> = if list.is_empty() {
+                vec![PathBuf::from("python3")]
+            } else {
+                std::env::split_paths(list).collect()
+            };
+            for path in paths {
+                match obmalloc::Python::probe(Path::new(&path)) {
+                    Ok(p) if pythons.iter().any(|q| q.major_minor() == p.major_minor()) => notes
+                        .push(format!(
+                            "{}: a CPython {} is already chosen",
+                            path.display(),
+                            p.major_minor()
+                        )),
+                    Ok(p) => pythons.push(p),
+                    Err(e) => notes.push(e.to_string()),
+                }
+            }
+        }
+    }
+    (pythons, notes)
+}
+
+/// CPython's real obmalloc, one per interpreter chosen by [`PYTHON_ENV`], loaded once per
+/// process. Where none can be loaded the benchmarks run without it and one line on stderr says
+/// why; every interpreter left out is named with its reason.
+pub fn real_obmallocs() -> &'static [RealObmalloc] {
+    static LOADED: OnceLock<Vec<RealObmalloc>> = OnceLock::new();
+    LOADED.get_or_init(|| {
+        let (pythons, mut notes) = chosen(&std::env::var(PYTHON_ENV).unwrap_or_default());
+        let mut loaded = Vec::new();
+        for p in pythons {
+            match obmalloc::Obmalloc::load(&p) {
+                Ok(o) => {
+                    let name = format!("{OBMALLOC_PREFIX}{}", p.major_minor());
+                    loaded
+                        .push(RealObmalloc { name: Box::leak(name.into_boxed_str()), obmalloc: o });
+                }
+                Err(e) => notes.push(e.to_string()),
+            }
+        }
+        if loaded.is_empty() {
+            eprintln!("benches: running without CPython's real obmalloc: {}", notes.join("; "));
+        } else {
+            let names: Vec<String> = loaded
+                .iter()
+                .map(|r| format!("{} ({})", r.name, r.obmalloc.python().executable.display()))
+                .collect();
+            let skipped = if notes.is_empty() {
+                String::new()
+            } else {
+                format!("; left out: {}", notes.join("; "))
+            };
+            eprintln!("benches: CPython's real obmalloc: {}{skipped}", names.join(", "));
+        }
+        loaded
+    })
 }
 
 /// The four process-global allocators of the registry, in registry order.

@@ -1,6 +1,6 @@
 //! The workloads behind arenalab's criterion benchmarks, one module per benchmark group.
 //!
-//! Each benchmark compares six contenders in one run of one binary:
+//! Each benchmark compares these contenders in one run of one binary:
 //!
 //! | id name         | what is called                                                       |
 //! |-----------------|----------------------------------------------------------------------|
@@ -10,8 +10,10 @@
 //! | `pymalloc`      | `pymalloc::PyMalloc`: one pymalloc heap behind a lock                |
 //! | `pymalloc-heap` | `pymalloc::Heap` called directly: no lock, no `Layout`, one thread   |
 //! | `pymalloc-heap-cached` | the same heap, but emptied arenas stay mapped in a cache (`pymalloc::os::Cached`, not CPython's behaviour) |
+//! | `cpython-obmalloc-3.11` | CPython's real `PyObject_Malloc`/`PyObject_Free`, from the interpreter's libpython loaded at run time ([`contender::real_obmallocs`]; one per interpreter chosen) |
+//! | `pymalloc-heap-warm` | `size` only: a `pymalloc::Heap` holding one live block per size class, warm like an initialised interpreter ([`contender::WarmHeap`]) |
 //!
-//! The first four come from the [`lineup`] registry; the heaps are added here through the small
+//! The first four come from the [`lineup`] registry; the others are added here through the small
 //! [`Contender`] trait, so each workload is written once, generic over the allocator, and
 //! monomorphised per contender. The cached heap is there to measure what pymalloc pays for
 //! giving emptied arenas back to the OS (`munmap`, then `mmap` and a page fault per page when
@@ -37,7 +39,10 @@ pub mod scaling;
 pub mod size;
 pub mod threads;
 
-use contender::{CACHED_HEAP_NAME, Contender, HEAP_NAME, cached_heap, globals, heap};
+use contender::{
+    CACHED_HEAP_NAME, Contender, HEAP_NAME, WARM_HEAP_NAME, cached_heap, globals, heap,
+    real_obmallocs, warm_heap,
+};
 
 /// Something run once per contender: a benchmark body generic over the allocator.
 pub trait Visit {
@@ -46,7 +51,8 @@ pub trait Visit {
 }
 
 /// Runs `v` for the four registry allocators, then for a fresh pymalloc [`pymalloc::Heap`] and
-/// a fresh cached one (each dropped afterwards, so its arenas go back).
+/// a fresh cached one (each dropped afterwards, so its arenas go back), then for each real
+/// obmalloc loaded ([`real_obmallocs`]; its GIL is held on this thread during the visit).
 pub fn each_contender<V: Visit>(v: &mut V) {
     for mut g in globals() {
         v.visit(g.name(), &mut g);
@@ -56,6 +62,24 @@ pub fn each_contender<V: Visit>(v: &mut V) {
     drop(h);
     let mut h = cached_heap();
     v.visit(CACHED_HEAP_NAME, &mut h);
+    drop(h);
+    for real in real_obmallocs() {
+        match real.obmalloc.heap() {
+            Ok(mut h) => v.visit(real.name, &mut h),
+            // Only when a caller already holds this interpreter's heap on this thread.
+            Err(e) => eprintln!("benches: {} left out here: {e}", real.name),
+        }
+    }
+}
+
+/// [`each_contender`], then a [`contender::WarmHeap`]: the contenders of the `size` group, where
+/// a fresh heap's pair empties its pool every time and the warm heap's never does (the real
+/// obmalloc, initialised, is warm). The other groups hold hundreds to a million blocks per
+/// round, so one more live block per class changes little there, and they run without it.
+pub fn each_size_contender<V: Visit>(v: &mut V) {
+    each_contender(v);
+    let mut h = warm_heap();
+    v.visit(WARM_HEAP_NAME, &mut h);
 }
 
 #[cfg(test)]
@@ -80,13 +104,94 @@ mod tests {
     }
 
     #[test]
-    fn six_contenders_in_registry_order_then_the_heaps() {
+    fn contenders_in_registry_order_then_the_heaps_then_the_real_obmallocs() {
         let mut names = Names(Vec::new());
         each_contender(&mut names);
-        assert_eq!(
-            names.0,
+        let mut expected: Vec<String> =
             ["system", "mimalloc", "jemalloc", "pymalloc", "pymalloc-heap", "pymalloc-heap-cached"]
-        );
+                .map(String::from)
+                .into();
+        expected.extend(real_obmallocs().iter().map(|r| r.name.to_string()));
+        assert_eq!(names.0, expected);
+        let mut sized = Names(Vec::new());
+        each_size_contender(&mut sized);
+        expected.push(WARM_HEAP_NAME.to_string());
+        assert_eq!(sized.0, expected);
+    }
+
+    #[test]
+    fn the_default_python3_is_a_contender_named_by_its_version() {
+        let Ok(p) = obmalloc::Python::probe("python3".as_ref()) else {
+            eprintln!("skipped: no python3 to load");
+            return;
+        };
+        if std::env::var_os(contender::PYTHON_ENV).is_some() || p.embeddable().is_err() {
+            eprintln!("skipped: {} set, or python3 not embeddable", contender::PYTHON_ENV);
+            return;
+        }
+        let names: Vec<&str> = real_obmallocs().iter().map(|r| r.name).collect();
+        assert_eq!(names, [format!("cpython-obmalloc-{}.{}", p.version[0], p.version[1])]);
+    }
+
+    #[test]
+    fn the_interpreters_are_chosen_by_the_environment_one_per_version() {
+        let (none, notes) = contender::chosen("none");
+        assert!(none.is_empty() && notes.len() == 1, "{notes:?}");
+        let (bad, notes) = contender::chosen("/bin/true:/nonexistent/python3");
+        assert!(bad.is_empty());
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("/bin/true") && notes[1].contains("/nonexistent/python3"));
+        if obmalloc::Python::probe("python3".as_ref()).is_err() {
+            eprintln!("skipped the python3 cases: no python3");
+            return;
+        }
+        let (twice, notes) = contender::chosen("python3:python3");
+        assert_eq!(twice.len(), 1);
+        assert!(notes[0].contains("is already chosen"), "{notes:?}");
+        let (default, _) = contender::chosen("");
+        assert_eq!(default, twice);
+    }
+
+    #[test]
+    fn workloads_run_on_the_real_obmalloc_and_give_back_what_they_take() {
+        let Some(real) = real_obmallocs().first() else {
+            eprintln!("skipped: no real obmalloc loaded");
+            return;
+        };
+        let mut h = real.obmalloc.heap().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for &size in &size::SIZES {
+            size::pair(&mut h, size);
+        }
+        order::Batch::new(order::Order::Shuffled, 3000, 1).run(&mut h);
+        let plan = churn::Plan::new(500, 4000, 2);
+        churn::WorkingSet::fill(&mut h, &plan).churn(&plan.steps);
+        let mut a = vec![core::ptr::null_mut(); ports::SIMPLE_SLOTS];
+        ports::glibc_simple(&mut h, 64, &mut a);
+        // Blocks freed by the workloads are handed out again: 100 live blocks are distinct.
+        let live: Vec<*mut u8> = (0..100).map(|_| contender::alloc_touched(&mut h, 64)).collect();
+        assert!(live.iter().all(|p| seen.insert(*p)));
+        for p in live {
+            // SAFETY: each block was allocated above with 64 bytes and is freed once.
+            unsafe { Contender::free(&mut h, p, 64) };
+        }
+    }
+
+    #[test]
+    fn the_warm_heap_keeps_one_block_per_class_so_a_pair_never_empties_a_pool() {
+        let mut w = warm_heap();
+        let classes = w.heap().config().num_classes();
+        assert_eq!(live_blocks(w.heap()), classes);
+        for &size in &size::SIZES {
+            size::pair(&mut w, size);
+            // Every class's pool stays in use: none went back to its arena.
+            let s = w.heap().stats();
+            assert_eq!((s.pools_used, s.pools_empty), (classes, 0), "after a pair at {size} B");
+        }
+        let mut fresh = heap();
+        size::pair(&mut fresh, 32);
+        let s = fresh.stats();
+        assert_eq!((s.pools_used, s.pools_empty), (0, 1), "a fresh heap's pair empties its pool");
     }
 
     #[test]
