@@ -190,13 +190,13 @@ pub fn candidates() -> Vec<PathBuf> {
     out
 }
 
-/// Every candidate that answers [`Python::probe`], one per `major.minor.micro` (the first found
-/// in search order), oldest first. Candidates that do not answer are left out.
+/// Every candidate that answers [`Python::probe`], each executable once, oldest version first
+/// (search order within a version). Candidates that do not answer are left out.
 pub fn installed() -> Vec<Python> {
     let mut found: Vec<Python> = Vec::new();
     for c in candidates() {
         let Ok(p) = Python::probe(&c) else { continue };
-        if !found.iter().any(|f| f.version == p.version) {
+        if !found.iter().any(|f| f.executable == p.executable) {
             found.push(p);
         }
     }
