@@ -216,3 +216,103 @@ fn the_cached_heap_gets_its_own_target_rows_only_when_measured() {
     assert!(md.contains("| 0.50 | order/shuffled/1000 | 1 | met |"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn without_the_real_obmalloc_its_targets_are_not_measured_and_carry_no_verdict() {
+    let (dir, r) = collected("no-obmalloc");
+    assert_eq!(r.reference_obmalloc(), None);
+    let t = bench_report::obmalloc_targets(&r);
+    assert_eq!(t.len(), 3);
+    assert!(t.iter().all(|t| t.rows == 0 && t.met().is_none()), "{t:?}");
+    bench_report::render(&r, &dir.join("docs")).unwrap();
+    let md = std::fs::read_to_string(dir.join("docs").join("benchmarks.md")).unwrap();
+    let section = md.split("## Targets").nth(1).unwrap().split("## Appendix").next().unwrap();
+    assert!(section.contains("was not measured in this run"));
+    assert_eq!(section.matches("| not measured |").count(), 3, "{section}");
+    assert!(!section.contains("| met |") && !section.contains("not met**"));
+    assert!(!md.contains("against the real obmalloc: ns per operation"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The fake tree plus the real obmalloc (3.11, and 3.8 and 3.13 on one row), the warm heap
+/// and a `size` and a `threads` row.
+fn with_obmalloc(name: &str) -> (PathBuf, BenchResults) {
+    let dir = scratch(name);
+    let root = dir.join("criterion");
+    fake_tree(&root);
+    let ob = "cpython-obmalloc-3.11";
+    let rows: [(&str, &str, &str, u64, f64); 5] = [
+        ("order", "shuffled", "1000", 1000, 20.0),
+        ("order", "lifo", "1000", 1000, 6.0),
+        ("churn", "random", "1000", 10_000, 25.0),
+        ("scaling", "alloc-all-free-all", "1000", 1000, 10.0),
+        ("scaling", "alloc-all-free-all", "1000000", 1_000_000, 11.0),
+    ];
+    for (group, pattern, size, elements, ns) in rows {
+        write_bench(&root, "new", (group, pattern, ob, size), elements, ns * elements as f64);
+    }
+    // Other versions, far faster: the reference is still 3.11 (the oldest 3.10 or newer).
+    for other in ["cpython-obmalloc-3.8", "cpython-obmalloc-3.13"] {
+        write_bench(&root, "new", ("order", "lifo", other, "1000"), 1000, 1000.0);
+    }
+    // size: the fresh heap's empty-pool cycle (20 ns) is not what the target compares.
+    for (a, ns) in [("mimalloc", 9.5), (ob, 9.0), ("pymalloc", 12.0), ("pymalloc-heap", 20.0)] {
+        write_bench(&root, "new", ("size", "pair", a, "32"), 1, ns);
+    }
+    write_bench(&root, "new", ("size", "pair", "pymalloc-heap-warm", "32"), 1, 8.0);
+    write_bench(&root, "new", ("threads", "larson", "mimalloc", "1000"), 100, 4000.0);
+    write_bench(&root, "new", ("threads", "larson", "pymalloc", "1000"), 100, 5000.0);
+    let r = bench_report::collect(&args(&root, &dir.join("docs"))).unwrap();
+    (dir, r)
+}
+
+#[test]
+fn the_model_is_held_against_the_real_obmalloc_like_against_like() {
+    let (dir, r) = with_obmalloc("obmalloc-targets");
+    assert_eq!(r.reference_obmalloc().as_deref(), Some("cpython-obmalloc-3.11"));
+    assert_eq!(
+        r.allocators("order")[5..],
+        ["cpython-obmalloc-3.8", "cpython-obmalloc-3.11", "cpython-obmalloc-3.13"]
+    );
+    assert_eq!(
+        r.allocators("size"),
+        ["mimalloc", "pymalloc", "pymalloc-heap", "pymalloc-heap-warm", "cpython-obmalloc-3.11"]
+    );
+    let t = bench_report::obmalloc_targets(&r);
+    // The heap: warm 8/9 in size, then 15/20, 7/6, 20/25, 10/10, 11/11: lifo is the worst.
+    assert_eq!(t[0].rows, 6);
+    assert!(close(t[0].worst.unwrap(), 7.0 / 6.0));
+    assert_eq!((t[0].worst_at.as_str(), t[0].met()), ("order/lifo/1000", Some(false)));
+    // The locked global on the same rows: 12/9, 30/20, 16/6, 25/25, 20/10, 30/11.
+    assert_eq!(t[1].rows, 6);
+    assert!(close(t[1].worst.unwrap(), 30.0 / 11.0));
+    assert_eq!(t[1].worst_at, "scaling/alloc-all-free-all/1000000");
+    assert_eq!(t[1].met(), Some(false));
+    // threads: 50 against mimalloc's 40.
+    assert_eq!(t[2].rows, 1);
+    assert!(close(t[2].worst.unwrap(), 1.25) && t[2].met() == Some(false));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_target_within_its_limit_is_met_and_the_page_shows_the_obmalloc_ratios() {
+    let (dir, r) = with_obmalloc("obmalloc-page");
+    // A heap as fast as obmalloc on its worst row meets the target at exactly 1.0.
+    let root = dir.join("criterion");
+    write_bench(&root, "new", ("order", "lifo", "pymalloc-heap", "1000"), 1000, 6000.0);
+    let r2 = bench_report::collect(&args(&root, &dir.join("docs"))).unwrap();
+    let t = bench_report::obmalloc_targets(&r2);
+    assert!(close(t[0].worst.unwrap(), 1.0) && t[0].met() == Some(true), "{:?}", t[0]);
+    bench_report::render(&r, &dir.join("docs")).unwrap();
+    let md = std::fs::read_to_string(dir.join("docs").join("benchmarks.md")).unwrap();
+    let section = md.split("## Targets").nth(1).unwrap().split("## Appendix").next().unwrap();
+    assert!(section.contains("The real obmalloc is `cpython-obmalloc-3.11`"));
+    assert!(section.contains("| 1.17 | order/lifo/1000 | 6 | **not met** |"), "{section}");
+    assert!(section.contains("| 2.73 | scaling/alloc-all-free-all/1000000 | 6 | **not met** |"));
+    assert!(section.contains("| 1.25 | threads/larson/1000 | 1 | **not met** |"));
+    // Per group, the pymalloc contenders over the reference: pymalloc 16/6, the heap 7/6.
+    assert!(md.contains("| lifo | 1000 | 6.0 | 2.67× | 1.17× |"), "{md}");
+    // size: pymalloc 12/9, the fresh heap 20/9, the warm heap 8/9.
+    assert!(md.contains("| pair | 32 | 9.0 | 1.33× | 2.22× | 0.89× |"), "{md}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
