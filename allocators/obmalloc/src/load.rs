@@ -25,6 +25,7 @@ pub struct Obmalloc {
     free: FreeFn,
     gil_ensure: unsafe extern "C" fn() -> c_int,
     gil_release: unsafe extern "C" fn(c_int),
+    allocator_name: String,
     /// Kept open for as long as the function pointers above are used: for ever.
     _library: Library,
 }
@@ -114,6 +115,14 @@ impl Obmalloc {
                 symbol::<unsafe extern "C" fn(c_int)>(&lib, path, "PyGILState_Release")?,
             )
         };
+        // SAFETY: `const char *_PyMem_GetCurrentAllocatorName(void)`, exported since 3.8.
+        let current_allocator = unsafe {
+            symbol::<unsafe extern "C" fn() -> *const libc::c_char>(
+                &lib,
+                path,
+                "_PyMem_GetCurrentAllocatorName",
+            )?
+        };
         // SAFETY: a C API function without preconditions.
         if unsafe { is_initialized() } == 0 {
             // The program name is the interpreter's executable, from which CPython finds its
@@ -142,6 +151,22 @@ impl Obmalloc {
                 save_thread();
             }
         }
+        // SAFETY: reads the allocator tables set at initialisation; the result is NULL or a
+        // static NUL-terminated name ("pymalloc", "malloc", "pymalloc_debug", ...).
+        let name = unsafe {
+            let p = current_allocator();
+            (!p.is_null()).then(|| core::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        let allocator_name = name.unwrap_or_else(|| "custom".to_string());
+        if allocator_name != "pymalloc" {
+            return Err(Error::NotEmbeddable {
+                python: format!("{} ({})", python.executable.display(), python.version_string()),
+                reason: format!(
+                    "its allocator is {allocator_name}, not pymalloc (set before this process \
+                     loaded it, or a debug build)"
+                ),
+            });
+        }
         let o: &'static Obmalloc = Box::leak(Box::new(Obmalloc {
             python: python.clone(),
             id: loaded.len(),
@@ -149,6 +174,7 @@ impl Obmalloc {
             free,
             gil_ensure,
             gil_release,
+            allocator_name,
             _library: lib,
         }));
         loaded.push(o);
@@ -158,6 +184,12 @@ impl Obmalloc {
     /// The interpreter this libpython belongs to.
     pub fn python(&self) -> &Python {
         &self.python
+    }
+
+    /// The interpreter's allocator as CPython names it (`_PyMem_GetCurrentAllocatorName`):
+    /// always `pymalloc`, which [`Obmalloc::load`] checks.
+    pub fn allocator_name(&self) -> &str {
+        &self.allocator_name
     }
 
     /// `PyObject_Malloc` as a function pointer.

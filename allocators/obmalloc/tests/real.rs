@@ -39,6 +39,7 @@ fn round_trip(o: &'static Obmalloc) {
 #[test]
 fn alloc_and_free_round_trip_through_the_real_interpreter() {
     let Some(o) = default_obmalloc() else { return };
+    assert_eq!(o.allocator_name(), "pymalloc");
     round_trip(o);
     // A pair at one size gets the block it just freed back: obmalloc's LIFO free list.
     let mut heap = o.heap().unwrap();
@@ -157,4 +158,34 @@ fn a_library_that_is_missing_or_not_libpython_is_an_error() {
     };
     let e = Obmalloc::load(&fake(Some(libm))).unwrap_err();
     assert!(e.to_string().contains("no symbol PyObject_Malloc"), "{e}");
+}
+
+/// Run by [`pythonmalloc_in_the_environment_does_not_replace_pymalloc`] in a child process whose
+/// environment sets `PYTHONMALLOC=malloc`.
+#[test]
+#[ignore = "run as a child by pythonmalloc_in_the_environment_does_not_replace_pymalloc"]
+fn child_loads_with_pythonmalloc_set() {
+    assert_eq!(std::env::var("PYTHONMALLOC").as_deref(), Ok("malloc"));
+    // The parent checked that python3 loads: here it must, with pymalloc.
+    let o = Python::probe(Path::new("python3")).and_then(|p| Obmalloc::load(&p)).unwrap();
+    assert_eq!(o.allocator_name(), "pymalloc");
+    round_trip(o);
+}
+
+#[test]
+fn pythonmalloc_in_the_environment_does_not_replace_pymalloc() {
+    if default_obmalloc().is_none() {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_loads_with_pythonmalloc_set", "--ignored", "--nocapture"])
+        .env("PYTHONMALLOC", "malloc")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
