@@ -679,8 +679,9 @@ pub fn obmalloc_targets(r: &BenchResults) -> Vec<TargetCheck> {
 /// instruction counts per pair, RSS after the thread benchmarks): each module adds one line
 /// here, pushing its Markdown (starting with its `## ` heading, or empty when it has nothing).
 pub fn appended_sections(r: &BenchResults, docs: &Path) -> Result<String> {
-    let _ = (r, docs);
     let out = String::new();
+    // One line per module, e.g. `out.push_str(&crate::<module>::section(r, docs)?);`
+    let _ = (r, docs);
     Ok(out)
 }
 
