@@ -30,6 +30,7 @@
 //! [`Contender`]: contender::Contender
 
 pub mod churn;
+pub mod clock;
 pub mod contender;
 pub mod order;
 pub mod ports;
