@@ -219,9 +219,10 @@ pub fn section(results: Option<&InstrResults>) -> String {
     };
     md.push_str(&format!(
         "Instructions executed per alloc+free pair, counted by `valgrind --tool=callgrind` \
-         ({}), which repeats exactly where times do not. Each pattern ran `N` and `2N` times in \
-         a fresh process per contender, only the repeating loop counted; the figure is the \
-         difference over `N` pairs, so one-time costs (the first arena, lazy setup) cancel. \
+         ({}): unlike times on this shared machine, they come out the same on every run. Each \
+         pattern ran `N` and `2N` times in a fresh process per contender, only the repeating \
+         loop counted; the figure is the difference over `N` pairs, so one-time costs (the \
+         first arena, lazy setup) cancel. \
          \"alloc\" is the **allocator's share**: the count minus `{BASELINE}`'s, a \
          harness-only contender that hands out one static buffer, so the loop and the writes \
          to each block are taken out. Counted {} by `{}`.\n\n",
@@ -232,7 +233,7 @@ pub fn section(results: Option<&InstrResults>) -> String {
     md.push_str(&table(r));
     md.push('\n');
     for p in r.patterns.iter().filter(|p| r.rows.iter().any(|row| row.pattern == p.name)) {
-        md.push_str(&format!("- `{}`: {}\n", p.name, p.what));
+        md.push_str(&format!("- `{}`: {}.\n", p.name, p.what));
     }
     md
 }

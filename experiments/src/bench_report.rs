@@ -340,7 +340,9 @@ fn clock_meaning(clock: Option<&str>) -> String {
                                CPU time summed, waiting for each other included)"
             .into(),
         Some(other) => format!("`{other}`"),
-        None => "a clock not recorded (results from before the benchmarks recorded it)".into(),
+        None => "a clock not recorded (no run in the clock log before these results: they \
+                 come from benchmarks older than the log, which timed with wall time)"
+            .into(),
     }
 }
 

@@ -180,8 +180,10 @@ struct Args {
 }
 
 fn default_out() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
+    let benches = Path::new(env!("CARGO_MANIFEST_DIR"));
+    benches
+        .parent()
+        .unwrap_or(benches)
         .join("docs")
         .join("results")
         .join(format!("{}.json", bench_instr::RESULTS_NAME))
