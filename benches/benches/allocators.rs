@@ -3,28 +3,35 @@
 //! Ids read `group/pattern/allocator/size`; see benches/README.md for what each group measures
 //! and how to read the figures. Run with `cargo bench` from the workspace root.
 
+use arenalab_benches::clock::{self, Clock};
 use arenalab_benches::contender::Contender;
 use arenalab_benches::{
     Visit, churn, each_contender, each_size_contender, order, ports, scaling, size, threads,
 };
-use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// The clock every benchmark is timed with (`ARENALAB_BENCH_CLOCK`, see `clock`), read and
+/// recorded once per run.
+fn clock() -> Clock {
+    static CLOCK: std::sync::OnceLock<Clock> = std::sync::OnceLock::new();
+    *CLOCK.get_or_init(clock::for_bench_run)
+}
 
 /// The seed of every random input, so runs compare like with like.
 const SEED: u64 = 0x5eed_a110c;
 
 /// A group with its time budget: the whole `cargo bench` must stay within minutes on 2 cores.
 fn group<'c>(
-    c: &'c mut Criterion,
+    c: &'c mut Criterion<Clock>,
     name: &str,
     warm_up_ms: u64,
     measure_ms: u64,
     samples: usize,
-) -> BenchmarkGroup<'c, WallTime> {
+) -> BenchmarkGroup<'c, Clock> {
     let mut g = c.benchmark_group(name);
     g.warm_up_time(Duration::from_millis(warm_up_ms))
         .measurement_time(Duration::from_millis(measure_ms))
@@ -39,7 +46,7 @@ fn id(pattern: &str, allocator: &str, size: usize) -> BenchmarkId {
     BenchmarkId::new(format!("{pattern}/{allocator}"), size)
 }
 
-struct SizeGroup<'a, 'c>(&'a mut BenchmarkGroup<'c, WallTime>);
+struct SizeGroup<'a, 'c>(&'a mut BenchmarkGroup<'c, Clock>);
 
 impl Visit for SizeGroup<'_, '_> {
     fn visit<C: Contender>(&mut self, name: &str, c: &mut C) {
@@ -49,7 +56,7 @@ impl Visit for SizeGroup<'_, '_> {
     }
 }
 
-fn size_group(c: &mut Criterion) {
+fn size_group(c: &mut Criterion<Clock>) {
     let mut g = group(c, "size", 300, 800, 40);
     g.throughput(Throughput::Elements(1));
     each_size_contender(&mut SizeGroup(&mut g));
@@ -57,7 +64,7 @@ fn size_group(c: &mut Criterion) {
 }
 
 struct OrderGroup<'a, 'c> {
-    g: &'a mut BenchmarkGroup<'c, WallTime>,
+    g: &'a mut BenchmarkGroup<'c, Clock>,
     order: order::Order,
     n: usize,
 }
@@ -69,7 +76,7 @@ impl Visit for OrderGroup<'_, '_> {
     }
 }
 
-fn order_group(c: &mut Criterion) {
+fn order_group(c: &mut Criterion<Clock>) {
     let mut g = group(c, "order", 500, 1500, 30);
     for n in order::BATCHES {
         g.throughput(Throughput::Elements(n as u64));
@@ -81,7 +88,7 @@ fn order_group(c: &mut Criterion) {
 }
 
 struct ChurnGroup<'a, 'c> {
-    g: &'a mut BenchmarkGroup<'c, WallTime>,
+    g: &'a mut BenchmarkGroup<'c, Clock>,
     plan: &'a churn::Plan,
 }
 
@@ -92,17 +99,17 @@ impl Visit for ChurnGroup<'_, '_> {
             b.iter_custom(|iters| {
                 // Filling and draining the working set are not timed: only the steps are.
                 let mut set = churn::WorkingSet::fill(&mut *c, plan);
-                let t0 = Instant::now();
+                let t0 = clock().now();
                 for _ in 0..iters {
                     set.churn(&plan.steps);
                 }
-                t0.elapsed()
+                clock().now() - t0
             })
         });
     }
 }
 
-fn churn_group(c: &mut Criterion) {
+fn churn_group(c: &mut Criterion<Clock>) {
     let mut g = group(c, "churn", 500, 1500, 30);
     g.throughput(Throughput::Elements(churn::STEPS as u64));
     for w in churn::WORKING_SETS {
@@ -113,7 +120,7 @@ fn churn_group(c: &mut Criterion) {
 }
 
 struct ScalingGroup<'a, 'c> {
-    g: &'a mut BenchmarkGroup<'c, WallTime>,
+    g: &'a mut BenchmarkGroup<'c, Clock>,
     n: usize,
 }
 
@@ -126,7 +133,7 @@ impl Visit for ScalingGroup<'_, '_> {
     }
 }
 
-fn scaling_group(c: &mut Criterion) {
+fn scaling_group(c: &mut Criterion<Clock>) {
     let mut g = group(c, "scaling", 500, 2000, 15);
     for n in scaling::COUNTS {
         g.throughput(Throughput::Elements(n as u64));
@@ -135,27 +142,29 @@ fn scaling_group(c: &mut Criterion) {
     g.finish();
 }
 
-fn threads_group(c: &mut Criterion) {
+fn threads_group(c: &mut Criterion<Clock>) {
     // The bare pymalloc Heap is single-threaded (`&mut self`): only the four global allocators.
     let mut g = group(c, "threads", 500, 2000, 20);
     let sizes = threads::random_sizes(threads::PC_OBJECTS, SEED);
     g.throughput(Throughput::Elements(threads::PC_OBJECTS as u64));
     for a in lineup::Allocator::ALL {
         g.bench_function(id("producer-consumer", a.name(), threads::PC_OBJECTS), |b| {
-            b.iter_custom(|iters| threads::producer_consumer(a, &sizes, iters))
+            b.iter_custom(|iters| clock().threads(|| threads::producer_consumer(a, &sizes, iters)))
         });
     }
     let steps = [threads::larson_steps(SEED), threads::larson_steps(SEED + 1)];
     g.throughput(Throughput::Elements(2 * threads::LARSON_STEPS as u64));
     for a in lineup::Allocator::ALL {
         g.bench_function(id("larson", a.name(), threads::LARSON_SLOTS), |b| {
-            b.iter_custom(|iters| threads::larson(a, [&steps[0], &steps[1]], iters))
+            b.iter_custom(|iters| {
+                clock().threads(|| threads::larson(a, [&steps[0], &steps[1]], iters))
+            })
         });
     }
     g.finish();
 }
 
-struct PortsGroup<'a, 'c>(&'a mut BenchmarkGroup<'c, WallTime>);
+struct PortsGroup<'a, 'c>(&'a mut BenchmarkGroup<'c, Clock>);
 
 impl Visit for PortsGroup<'_, '_> {
     fn visit<C: Contender>(&mut self, name: &str, c: &mut C) {
@@ -174,15 +183,16 @@ impl Visit for PortsGroup<'_, '_> {
     }
 }
 
-fn ports_group(c: &mut Criterion) {
+fn ports_group(c: &mut Criterion<Clock>) {
     let mut g = group(c, "ports", 300, 800, 30);
     each_contender(&mut PortsGroup(&mut g));
     g.finish();
 }
 
 criterion_group!(
-    benches,
-    size_group,
+    name = benches;
+    config = Criterion::default().with_measurement(clock());
+    targets = size_group,
     order_group,
     churn_group,
     scaling_group,

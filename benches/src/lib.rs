@@ -26,12 +26,15 @@
 //! * pointer arrays belong to the harness: they are allocated before timing by the benchmark
 //!   binary's own global allocator (`System`), never by the allocator under test.
 //!
-//! The criterion wiring is in `benches/allocators.rs`; `benches/README.md` has the commands and
-//! the caveats.
+//! The criterion wiring is in `benches/allocators.rs`, timed with the clock
+//! `ARENALAB_BENCH_CLOCK` selects ([`clock`]: wall or thread CPU time); `benches/README.md` has
+//! the commands and the caveats. The `instructions` binary (`src/bin/instructions.rs`) counts
+//! instructions per alloc+free pair under callgrind on the same workloads and contenders.
 //!
 //! [`Contender`]: contender::Contender
 
 pub mod churn;
+pub mod clock;
 pub mod contender;
 pub mod order;
 pub mod ports;

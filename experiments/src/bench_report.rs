@@ -122,6 +122,10 @@ pub struct Benchmark {
     pub ns_high: f64,
     /// Mean time per operation, nanoseconds (for comparison with criterion's own output).
     pub mean_ns_per_op: f64,
+    /// The clock that timed it (`wall`, `thread-cpu`, `process-cpu`: see the benches'
+    /// `clock` module), from the clock log of the run that wrote it; `None` if not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
 }
 
 impl Benchmark {
@@ -140,6 +144,10 @@ pub struct BenchResults {
     pub criterion_dir: String,
     /// One entry per benchmark, sorted by group, pattern, size, allocator.
     pub benchmarks: Vec<Benchmark>,
+    /// The callgrind instruction counts (`docs/results/instructions.json`, a file of its own,
+    /// not saved in this one), attached by whoever loads both; shown in their own section.
+    #[serde(skip)]
+    pub instructions: Option<crate::bench_instr::InstrResults>,
 }
 
 impl BenchResults {
@@ -288,12 +296,14 @@ pub fn collect(args: &BenchReportArgs) -> Result<BenchResults> {
     }
     let mut found = Vec::new();
     find_new_dirs(&dir, &mut found)?;
+    let clocks = read_clock_log(&dir)?;
     let mut newest: Option<i64> = None;
     let mut benchmarks = Vec::new();
     for new in found {
-        let Some(b) = read_benchmark(&new)? else { continue };
+        let Some(mut b) = read_benchmark(&new)? else { continue };
         if let Some(t) = modified_secs(&new.join("estimates.json")) {
             newest = Some(newest.map_or(t, |n: i64| n.max(t)));
+            b.clock = clock_at(&clocks, t, &b.group);
         }
         benchmarks.push(b);
     }
@@ -310,7 +320,120 @@ pub fn collect(args: &BenchReportArgs) -> Result<BenchResults> {
     if let Some(t) = newest {
         meta.date = utc_date(t);
     }
-    Ok(BenchResults { meta, criterion_dir: dir.display().to_string(), benchmarks })
+    Ok(BenchResults {
+        meta,
+        criterion_dir: dir.display().to_string(),
+        benchmarks,
+        instructions: None,
+    })
+}
+
+/// The clock log the benchmark binary appends to at the start of each run (the benches'
+/// `clock::LOG_NAME`): one line per run, `<unix seconds> <clock> <threads-group clock>`.
+pub const CLOCK_LOG: &str = "arenalab-clock.log";
+
+/// One run's line of the clock log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClockRun {
+    /// When the run started, seconds since the epoch.
+    pub started: i64,
+    /// The clock of the single-thread groups.
+    pub clock: String,
+    /// The clock of the `threads` group.
+    pub threads_clock: String,
+}
+
+/// Reads `dir/`[`CLOCK_LOG`], sorted by start time; a missing log is empty (runs from before
+/// the clock was recorded), a malformed line is bad input (exit code 2).
+pub fn read_clock_log(dir: &Path) -> Result<Vec<ClockRun>> {
+    let path = dir.join(CLOCK_LOG);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::failed(path.display())(e)),
+    };
+    let mut runs = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let started = f.first().and_then(|s| s.parse::<i64>().ok());
+        match (started, f.len()) {
+            (Some(started), 3) => runs.push(ClockRun {
+                started,
+                clock: f[1].to_string(),
+                threads_clock: f[2].to_string(),
+            }),
+            _ => {
+                return Err(Error::Usage(format!(
+                    "{}:{}: {line:?} is not `<unix seconds> <clock> <threads clock>`; delete                      the file (the clock of older results is then not recorded) or fix the line",
+                    path.display(),
+                    i + 1
+                )));
+            }
+        }
+    }
+    runs.sort_by_key(|r| r.started);
+    Ok(runs)
+}
+
+/// The clock of an estimate written at `written` (seconds) in `group`: that of the last run
+/// started at or before it.
+pub fn clock_at(runs: &[ClockRun], written: i64, group: &str) -> Option<String> {
+    let run = runs.iter().rev().find(|r| r.started <= written)?;
+    Some(if group == "threads" { run.threads_clock.clone() } else { run.clock.clone() })
+}
+
+/// What each clock name means, for the page.
+fn clock_meaning(clock: Option<&str>) -> String {
+    match clock {
+        Some("wall") => "wall time".into(),
+        Some("thread-cpu") => "thread CPU time (`CLOCK_THREAD_CPUTIME_ID`: the benchmark \
+                              thread's user and kernel time, its page faults included, time \
+                              spent waiting for a core not)"
+            .into(),
+        Some("process-cpu") => "process CPU time (`CLOCK_PROCESS_CPUTIME_ID`: both threads' \
+                               CPU time summed, waiting for each other included)"
+            .into(),
+        Some(other) => format!("`{other}`"),
+        None => "a clock not recorded (no run in the clock log before these results: they \
+                 come from benchmarks older than the log, which timed with wall time)"
+            .into(),
+    }
+}
+
+/// The page's line on which clock timed which benchmarks (`ARENALAB_BENCH_CLOCK`).
+pub fn clock_note(r: &BenchResults) -> String {
+    let mut by_clock: Vec<(Option<&str>, usize, Vec<&str>)> = Vec::new();
+    for b in &r.benchmarks {
+        let clock = b.clock.as_deref();
+        let i = match by_clock.iter().position(|(c, _, _)| *c == clock) {
+            Some(i) => i,
+            None => {
+                by_clock.push((clock, 0, Vec::new()));
+                by_clock.len() - 1
+            }
+        };
+        let entry = &mut by_clock[i];
+        entry.1 += 1;
+        if !entry.2.contains(&b.group.as_str()) {
+            entry.2.push(&b.group);
+        }
+    }
+    let parts: Vec<String> = by_clock
+        .iter()
+        .map(|(clock, n, groups)| {
+            format!(
+                "{} for {} ({})",
+                clock_meaning(*clock),
+                render::plural(*n as u64, "benchmark"),
+                groups.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "**Clock**: {}. Choose it with `ARENALAB_BENCH_CLOCK=thread-cpu` or `wall` (the default) \
+         when running `cargo bench`; see `benches/README.md`.\n\n",
+        parts.join("; ")
+    )
 }
 
 /// Every `new` folder holding a benchmark.json, below `dir` (criterion's `report` folders and
@@ -405,6 +528,7 @@ fn read_benchmark(new: &Path) -> Result<Option<Benchmark>> {
         ns_low: per(e.median.confidence_interval.lower_bound),
         ns_high: per(e.median.confidence_interval.upper_bound),
         mean_ns_per_op: per(e.mean.point_estimate),
+        clock: None,
     }))
 }
 
@@ -679,9 +803,11 @@ pub fn obmalloc_targets(r: &BenchResults) -> Vec<TargetCheck> {
 /// instruction counts per pair, RSS after the thread benchmarks): each module adds one line
 /// here, pushing its Markdown (starting with its `## ` heading, or empty when it has nothing).
 pub fn appended_sections(r: &BenchResults, docs: &Path) -> Result<String> {
-    let out = String::new();
+    let mut out = String::new();
     // One line per module, e.g. `out.push_str(&crate::<module>::section(r, docs)?);`
-    let _ = (r, docs);
+    out.push_str(&crate::bench_instr::section(r.instructions.as_ref()));
+    out.push('\n');
+    let _ = docs;
     Ok(out)
 }
 
@@ -872,6 +998,7 @@ pub fn render(results: &BenchResults, docs: &Path) -> Result<()> {
          with the pymalloc rows as ratios to it. Compare ratios within this page; absolute \
          nanoseconds move between runs on a shared 2-core machine.\n\n",
     );
+    md.push_str(&clock_note(r));
     let reference = r.reference_obmalloc();
     for group in r.groups() {
         let what = GROUPS.iter().find(|(g, _, _)| *g == group).map_or("", |(_, _, w)| *w);
@@ -956,6 +1083,10 @@ pub fn run(args: &BenchReportArgs) -> Result<()> {
         // Render from the file just written, not from memory, so the page is exactly what
         // `--render-only` (and `arenalab render`) make of the committed JSON.
         results::load::<BenchResults>(&docs, RESULTS_NAME)?.unwrap_or(r)
+    };
+    let results = BenchResults {
+        instructions: results::load(&docs, crate::bench_instr::RESULTS_NAME)?,
+        ..results
     };
     // Into a staging folder first, so a failure leaves the previous page and charts intact.
     let staging = render::install::Staging::new(&docs)?;

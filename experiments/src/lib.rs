@@ -44,11 +44,13 @@
 //! | [`tour`] | the pymalloc model step by step, for docs/pymalloc.md |
 //! | [`trace`] | record a real CPython's calls into pymalloc; replay them on the model (proof of faithfulness) and the other allocators |
 //! | [`bench_report`] | criterion's results to docs/benchmarks.md |
+//! | [`bench_instr`] | instructions per alloc+free pair (callgrind): results format and benchmarks.md section |
 //! | [`results`] | the results files and the machine-and-date header they carry |
 //! | [`render`] | page headers, tables, SVG charts, occupancy maps |
 //! | [`site`] | docs/README.md, docs/claims.md (verdicts computed from results), docs/allocators.md |
 //! | [`report`] | `arenalab report` (everything) and `arenalab render` (pages only) |
 
+pub mod bench_instr;
 pub mod bench_report;
 pub mod cli;
 pub mod cpython;

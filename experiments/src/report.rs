@@ -128,12 +128,15 @@ pub fn render(args: &RenderArgs) -> Result<()> {
 
 /// Loads and checks every results file of `docs/results/` (a missing one is `None`).
 pub fn load_all(docs: &Path) -> Result<crate::site::Results> {
+    let instructions = results::load(docs, crate::bench_instr::RESULTS_NAME)?;
     Ok(crate::site::Results {
         retention: results::load(docs, "retention")?,
         exit: results::load(docs, "exit")?,
         pool: results::load(docs, "pool")?,
         tour: results::load(docs, "pymalloc")?,
-        bench: results::load(docs, crate::bench_report::RESULTS_NAME)?,
+        // The callgrind counts are a section of the benchmarks page.
+        bench: results::load::<bench_report::BenchResults>(docs, bench_report::RESULTS_NAME)?
+            .map(|b| bench_report::BenchResults { instructions, ..b }),
         cpython: results::load(docs, "cpython")?,
         trace: results::load(docs, "trace")?,
     })

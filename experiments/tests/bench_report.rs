@@ -316,3 +316,72 @@ fn a_target_within_its_limit_is_met_and_the_page_shows_the_obmalloc_ratios() {
     assert!(md.contains("| pair | 32 | 9.0 | 1.33× | 2.22× | 0.89× |"), "{md}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Writes criterion's folder's clock log, as the benchmark binary does at the start of a run.
+fn write_clock_log(root: &Path, lines: &str) {
+    std::fs::write(root.join(bench_report::CLOCK_LOG), lines).unwrap();
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[test]
+fn each_benchmark_gets_the_clock_of_the_last_run_started_before_it_was_written() {
+    let dir = scratch("clock");
+    let root = dir.join("criterion");
+    fake_tree(&root);
+    // An older wall-time run, then the thread-cpu run that wrote the tree, then one that has
+    // written nothing yet (started in the future of the estimates).
+    let t = now_secs();
+    write_clock_log(
+        &root,
+        &format!(
+            "{} wall wall\n{} thread-cpu process-cpu\n{} wall wall\n",
+            t - 100,
+            t - 10,
+            t + 3600
+        ),
+    );
+    let r = bench_report::collect(&args(&root, &dir.join("docs"))).unwrap();
+    assert!(r.benchmarks.iter().all(|b| b.clock.as_deref() == Some("thread-cpu")));
+    let note = bench_report::clock_note(&r);
+    assert!(note.starts_with("**Clock**: thread CPU time (`CLOCK_THREAD_CPUTIME_ID`"), "{note}");
+    assert!(note.contains("for 25 benchmarks (`order`, `churn`, `scaling`)"), "{note}");
+    bench_report::render(&r, &dir.join("docs")).unwrap();
+    let md = std::fs::read_to_string(dir.join("docs").join("benchmarks.md")).unwrap();
+    assert!(md.contains(&note));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_threads_group_takes_the_runs_threads_clock() {
+    let runs = [bench_report::ClockRun {
+        started: 100,
+        clock: "thread-cpu".into(),
+        threads_clock: "process-cpu".into(),
+    }];
+    assert_eq!(bench_report::clock_at(&runs, 100, "threads").as_deref(), Some("process-cpu"));
+    assert_eq!(bench_report::clock_at(&runs, 200, "order").as_deref(), Some("thread-cpu"));
+    assert_eq!(bench_report::clock_at(&runs, 99, "order"), None, "written before any run");
+}
+
+#[test]
+fn without_a_clock_log_the_page_says_the_clock_is_not_recorded() {
+    let (dir, r) = collected("noclock");
+    assert!(r.benchmarks.iter().all(|b| b.clock.is_none()));
+    assert!(bench_report::clock_note(&r).contains("a clock not recorded"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_malformed_clock_log_is_exit_2_naming_the_line() {
+    let dir = scratch("badclock");
+    let root = dir.join("criterion");
+    fake_tree(&root);
+    write_clock_log(&root, "1764100000 wall wall\nyesterday thread-cpu\n");
+    let err = bench_report::collect(&args(&root, &dir.join("docs"))).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("arenalab-clock.log:2: \"yesterday thread-cpu\""), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

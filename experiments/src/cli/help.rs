@@ -340,7 +340,11 @@ pub const BENCH_REPORT_ABOUT: &str = "Turn criterion's results into docs/benchma
 `cargo bench` times the allocators in criterion benchmarks (see benches/README.md); this reads \
 criterion's estimates (new/estimates.json of every benchmark), saves them as \
 docs/results/benchmarks.json and renders docs/benchmarks.md with its charts. Compare \
-allocators within one run as ratios, not across machines.";
+allocators within one run as ratios, not across machines.\n\n\
+The page says which clock timed each benchmark (ARENALAB_BENCH_CLOCK=wall or thread-cpu when \
+running `cargo bench`, recorded in criterion's arenalab-clock.log), and shows the callgrind \
+instruction counts per alloc+free pair of docs/results/instructions.json, written by \
+`cargo run --release -p arenalab-benches --bin instructions`.";
 
 /// The rest of `bench-report --help`.
 pub fn bench_report() -> String {
@@ -353,6 +357,7 @@ pub fn bench_report() -> String {
         criterion = criterion_default(),
         examples = examples(&[
             "cargo bench && cargo run --release -- bench-report",
+            "ARENALAB_BENCH_CLOCK=thread-cpu cargo bench && cargo run --release -- bench-report",
             "arenalab bench-report --render-only",
             "arenalab bench-report --criterion-dir /tmp/target/criterion --docs /tmp/docs",
         ]),
