@@ -41,9 +41,13 @@ pub struct Heap<S: ArenaSource = Mmap> {
     usedpools: [PoolList; MAX_CLASSES],
     map: OwnershipMap,
     alignment_shift: u32,
+    /// `threshold`, or 0 in debug mode: the one comparison by which `alloc` picks its fast
+    /// path, so that debug mode costs the fast path nothing (it goes the slow way round).
+    fast_threshold: usize,
     threshold: usize,
     pool_size: usize,
     debug: bool,
+    keep_last: bool,
     pub(crate) arenas: Arenas,
     config: Config,
     source: S,
@@ -83,9 +87,11 @@ impl<S: ArenaSource> Heap<S> {
             usedpools: [PoolList::EMPTY; MAX_CLASSES],
             map: OwnershipMap::new(config.arena_shift),
             alignment_shift: config.alignment_shift,
+            fast_threshold: if config.debug { 0 } else { config.threshold },
             threshold: config.threshold,
             pool_size: config.pool_size(),
             debug: config.debug,
+            keep_last: config.keep_last_empty_arena,
             arenas: Arenas::new(config.policy),
             config,
             source,
@@ -114,6 +120,16 @@ impl<S: ArenaSource> Heap<S> {
     /// Allocates `size` bytes aligned to the block granularity; null when the OS refuses memory.
     #[inline]
     pub fn alloc(&mut self, size: usize) -> *mut u8 {
+        if size.wrapping_sub(1) < self.fast_threshold {
+            self.alloc_small((size - 1) >> self.alignment_shift)
+        } else {
+            self.alloc_other(size)
+        }
+    }
+
+    /// What `alloc` does off its fast path: debug mode, and requests for the raw allocator.
+    #[inline(never)]
+    fn alloc_other(&mut self, size: usize) -> *mut u8 {
         if self.debug {
             return crate::debug::alloc(self, size, 0);
         }
@@ -143,7 +159,6 @@ impl<S: ArenaSource> Heap<S> {
 
     #[inline(always)]
     fn alloc_small(&mut self, class: usize) -> *mut u8 {
-        let block = (class + 1) << self.alignment_shift;
         let list = &mut self.usedpools[class & (MAX_CLASSES - 1)];
         let pool = list.head;
         if !pool.is_null() {
@@ -154,7 +169,8 @@ impl<S: ArenaSource> Heap<S> {
                 let bp = (*pool).freeblock;
                 let next = *bp.cast::<*mut u8>();
                 (*pool).freeblock = next;
-                if next.is_null() && !PoolHeader::extend(pool, block) {
+                if next.is_null() && !PoolHeader::extend(pool, (class + 1) << self.alignment_shift)
+                {
                     // Full: off the list (it is the head).
                     list.unlink(pool);
                 }
@@ -164,36 +180,35 @@ impl<S: ArenaSource> Heap<S> {
         self.alloc_from_new_pool(class)
     }
 
+    /// `usedpools[class]` is empty: take a pool from the head of `usable_arenas` (mapping a
+    /// new arena when none is usable) and serve the request from it.
     #[inline(never)]
     fn alloc_from_new_pool(&mut self, class: usize) -> *mut u8 {
         if self.arenas.usable == NONE && !self.new_arena() {
             return core::ptr::null_mut();
         }
-        let arena = self.arenas.usable;
-        let (pool, fresh) = self.arenas.take_pool(self.pool_size);
-        let block = (class + 1) << self.alignment_shift;
-        // SAFETY: `take_pool` returned a pool of a live arena that is on no list: either a
-        // fresh, unused pool-sized region or an empty pool from `freepools`.
+        let shift = self.alignment_shift;
+        let list = &mut self.usedpools[class & (MAX_CLASSES - 1)];
+        // SAFETY: `usable` is not NONE (checked above, or `new_arena` made one). The pool it
+        // returns belongs to a live arena, has a header, and is on no list.
         unsafe {
-            if fresh {
-                PoolHeader::carve(pool, arena);
-            }
-            self.usedpools[class].push_front(pool);
+            let pool = self.arenas.take_pool(self.pool_size);
+            list.push_front(pool);
             (*pool).count = 1;
             if (*pool).szidx == class as u32 {
                 // Last used for the same class: header and free list are still valid.
                 let bp = (*pool).freeblock;
                 let next = *bp.cast::<*mut u8>();
                 (*pool).freeblock = next;
-                if next.is_null() && !PoolHeader::extend(pool, block) {
-                    self.usedpools[class].unlink(pool);
+                if next.is_null() && !PoolHeader::extend(pool, (class + 1) << shift) {
+                    list.unlink(pool);
                 }
                 return bp;
             }
             PoolHeader::init_class(
                 pool,
                 SizeClass(class as u8),
-                block,
+                (class + 1) << shift,
                 self.config.pool_overhead(),
                 self.pool_size,
             )
@@ -201,6 +216,8 @@ impl<S: ArenaSource> Heap<S> {
     }
 
     /// Maps a new arena and makes it the only usable one. CPython: `new_arena()`.
+    #[cold]
+    #[inline(never)]
     fn new_arena(&mut self) -> bool {
         let Some(i) = self.arenas.take_descriptor() else { return false };
         let size = self.config.arena_size();
@@ -306,25 +323,53 @@ impl<S: ArenaSource> Heap<S> {
     /// `pool` is live, on `usedpools[its class]`, and has just become empty.
     #[inline(never)]
     unsafe fn pool_now_empty(&mut self, pool: *mut PoolHeader) {
-        // SAFETY: caller contract: the pool is on its class list and live.
-        let (class, arena) = unsafe { ((*pool).szidx as usize, (*pool).arenaindex) };
-        // SAFETY: as above.
-        unsafe { self.usedpools[class].unlink(pool) };
-        if self.arenas.pool_emptied(arena, pool, self.config.keep_last_empty_arena) {
-            let (address, base) = (self.arenas.get(arena).address, self.arenas.get(arena).base);
-            self.map.remove(address);
-            if let Some(base) = NonNull::new(base) {
-                // SAFETY: every pool of the arena is empty, so no live block points into it;
-                // the descriptor was unlinked by `pool_emptied` and the ownership map no longer
-                // has it; `base` is the whole mapping as the source returned it.
-                unsafe { self.source.unmap(base, self.config.arena_size()) };
+        // SAFETY: caller contract: the pool is on its class list and live, so its class and
+        // arena index are those it was given (`arenaindex` names a descriptor). When
+        // `pool_emptied` says so, the arena is wholly empty and unlinked.
+        unsafe {
+            let (class, arena) = ((*pool).szidx as usize, (*pool).arenaindex);
+            self.usedpools[class & (MAX_CLASSES - 1)].unlink(pool);
+            if let Some(old) = self.arenas.pool_emptied(arena, pool, self.keep_last) {
+                self.pool_emptied_rest(arena, old);
             }
-            self.arenas.retire(arena);
-            self.arenas_current -= 1;
-            if self.debug {
-                self.released[self.released_next % RELEASED_RING] = address;
-                self.released_next += 1;
-            }
+        }
+    }
+
+    /// The less common cases of an emptied pool: its arena moves on `usable_arenas`, or is
+    /// released. A tail call of `pool_now_empty`, so that its common case saves no registers.
+    ///
+    /// # Safety
+    /// `arena` is a live arena whose pool just became empty, and `pool_emptied` returned
+    /// `Some(old)` for it.
+    #[inline(never)]
+    unsafe fn pool_emptied_rest(&mut self, arena: u32, old: u32) {
+        if self.arenas.pool_emptied_rest(arena, old, self.keep_last) {
+            // SAFETY: `pool_emptied_rest` found every pool of the arena empty and unlinked it.
+            unsafe { self.release_arena(arena) };
+        }
+    }
+
+    /// Gives the wholly empty arena `arena` back to the source and retires its descriptor.
+    ///
+    /// # Safety
+    /// `arena` is a live arena whose pools are all empty, already unlinked from `usable`
+    /// (`pool_emptied` returned `true` for it).
+    #[cold]
+    #[inline(never)]
+    unsafe fn release_arena(&mut self, arena: u32) {
+        let (address, base) = (self.arenas.get(arena).address, self.arenas.get(arena).base);
+        self.map.remove(address);
+        if let Some(base) = NonNull::new(base) {
+            // SAFETY: every pool of the arena is empty, so no live block points into it (caller);
+            // the descriptor was unlinked by `pool_emptied` and the ownership map no longer has
+            // it; `base` is the whole mapping as the source returned it.
+            unsafe { self.source.unmap(base, self.config.arena_size()) };
+        }
+        self.arenas.retire(arena);
+        self.arenas_current -= 1;
+        if self.debug {
+            self.released[self.released_next % RELEASED_RING] = address;
+            self.released_next += 1;
         }
     }
 
@@ -461,6 +506,7 @@ impl<S: ArenaSource> Heap<S> {
 
     // ---------------------------------------------------------------- raw allocator
 
+    #[inline(never)]
     pub(crate) fn raw_alloc(&mut self, size: usize) -> *mut u8 {
         // CPython: PyMem_RawMalloc(0) becomes malloc(1).
         // SAFETY: plain libc malloc.
@@ -495,6 +541,7 @@ impl<S: ArenaSource> Heap<S> {
     ///
     /// # Safety
     /// `p` is a live block from the raw allocator.
+    #[inline(never)]
     pub(crate) unsafe fn raw_free(&mut self, p: *mut u8) {
         // SAFETY: caller contract: a live libc block.
         let usable = unsafe { os::raw_usable_size(p) };
