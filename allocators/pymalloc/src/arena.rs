@@ -30,10 +30,12 @@ pub(crate) struct ArenaObject {
     pub(crate) base: *mut u8,
     /// First never-carved pool (the high-water mark of carving).
     pub(crate) pool_address: usize,
-    /// Empty pools plus never-carved pools: `len(freepools) + never carved`.
-    pub(crate) nfreepools: u32,
+    /// Empty pools plus never-carved pools: `len(freepools) + never carved`. A `u8`: config
+    /// validation allows at most 255 pools per arena, and a count indexes `nfp2lasta`
+    /// directly.
+    pub(crate) nfreepools: u8,
     /// Pools in this arena: 64, or 63 when `address` is not pool-aligned (3.10 layout).
-    pub(crate) ntotalpools: u32,
+    pub(crate) ntotalpools: u8,
     /// Singly-linked list of empty pools through `nextpool` (LIFO).
     pub(crate) freepools: *mut PoolHeader,
     /// Next on `usable` (or on `unused` when unused).
@@ -93,12 +95,10 @@ pub(crate) struct Arenas {
     next_seq: u64,
 }
 
-/// The finger slot of free-pool count `nf`: `nf` is at most 255 (config validation), so the
-/// truncation never changes it, and the compiler sees the index is in range.
+/// The finger slot of free-pool count `nf`: a `u8`, so the compiler sees the index is in range.
 #[inline(always)]
-fn finger(nf: u32) -> usize {
-    debug_assert!((nf as usize) < FINGERS);
-    nf as u8 as usize
+fn finger(nf: u8) -> usize {
+    nf as usize
 }
 
 impl Arenas {
@@ -180,7 +180,8 @@ impl Arenas {
         debug_assert_eq!(self.usable, NONE);
         let address = base.addr();
         let first = address.next_multiple_of(pool_size);
-        let ntotal = ((address + arena_size - first) / pool_size) as u32;
+        // At most 255 (config validation), so the count fits.
+        let ntotal = ((address + arena_size - first) / pool_size) as u8;
         let seq = self.next_seq;
         self.next_seq += 1;
         *self.get_mut(i) = ArenaObject {
@@ -201,20 +202,21 @@ impl Arenas {
     }
 
     /// Takes one pool from the head of `usable` (CPython always allocates from the head) and
-    /// returns it; a pool never carved before gets a fresh header (class `NO_CLASS`, so the
-    /// caller initialises it).
+    /// returns it: the first of its `freepools` or, when `carve`, its next never-carved pool,
+    /// which gets a fresh header (class `NO_CLASS`, so the caller initialises it). `carve` is
+    /// a parameter so that each caller, inlined, holds one of the two paths only.
     ///
     /// # Safety
-    /// `usable` is not `NONE`.
+    /// `usable` is not `NONE`, and `carve` is whether its `freepools` is empty.
     #[inline(always)]
-    pub(crate) unsafe fn take_pool(&mut self, pool_size: usize) -> *mut PoolHeader {
+    pub(crate) unsafe fn take_pool(&mut self, pool_size: usize, carve: bool) -> *mut PoolHeader {
         let i = self.usable;
         // SAFETY: i is not NONE (caller) and comes from a link (type invariant).
         let a = unsafe { self.at_mut(i) };
+        debug_assert_eq!(carve, a.freepools.is_null());
         let nf = a.nfreepools;
         a.nfreepools = nf - 1;
-        let next = a.next;
-        let pool = if !a.freepools.is_null() {
+        let pool = if !carve {
             let p = a.freepools;
             // SAFETY: pools on `freepools` are live carved pools of this arena.
             a.freepools = unsafe { (*p).nextpool };
@@ -229,6 +231,7 @@ impl Arenas {
         };
         if nf == 1 {
             // Now full of used pools: on no list.
+            let next = a.next;
             a.next = NONE;
             a.prev = NONE;
             self.usable = next;
@@ -313,7 +316,7 @@ impl Arenas {
         i: u32,
         pool: *mut PoolHeader,
         keep_last: bool,
-    ) -> Option<u32> {
+    ) -> Option<u8> {
         // SAFETY: i is a descriptor (caller).
         let a = unsafe { self.at_mut(i) };
         // SAFETY: `pool` is a live pool of this arena, now empty and on no list (caller).
@@ -349,7 +352,7 @@ impl Arenas {
     /// Returns `true` when the whole arena is now to be released (it has been unlinked; the
     /// caller unmaps it and calls [`Arenas::retire`]).
     #[inline(always)]
-    pub(crate) fn pool_emptied_rest(&mut self, i: u32, old: u32, keep_last: bool) -> bool {
+    pub(crate) fn pool_emptied_rest(&mut self, i: u32, old: u8, keep_last: bool) -> bool {
         let a = self.get(i);
         let (nf, ntotal, prev, next) = (a.nfreepools, a.ntotalpools, a.prev, a.next);
         let was_listed = old > 0;

@@ -184,15 +184,38 @@ impl<S: ArenaSource> Heap<S> {
     /// new arena when none is usable) and serve the request from it.
     #[inline(never)]
     fn alloc_from_new_pool(&mut self, class: usize) -> *mut u8 {
-        if self.arenas.usable == NONE && !self.new_arena() {
-            return core::ptr::null_mut();
+        let i = self.arenas.usable;
+        if i == NONE {
+            return self.alloc_from_new_arena(class);
         }
+        // SAFETY: `usable` is a link other than NONE: a descriptor (type invariant of Arenas).
+        if unsafe { self.arenas.at(i) }.freepools.is_null() {
+            return self.alloc_from_carved_pool(class);
+        }
+        // SAFETY: `usable` is not NONE and has a pool on `freepools`.
+        unsafe { self.serve_from_pool(class, false) }
+    }
+
+    /// [`alloc_from_new_pool`](Self::alloc_from_new_pool) when the head arena has no empty
+    /// pool: carve a new one (once per pool of an arena, so out of line, a tail call).
+    #[inline(never)]
+    fn alloc_from_carved_pool(&mut self, class: usize) -> *mut u8 {
+        // SAFETY: only called when `usable` is not NONE and its `freepools` is empty.
+        unsafe { self.serve_from_pool(class, true) }
+    }
+
+    /// Takes a pool from the head arena (carving it when `carve`) and serves the request.
+    ///
+    /// # Safety
+    /// `usable` is not NONE, and `carve` is whether its `freepools` is empty.
+    #[inline(always)]
+    unsafe fn serve_from_pool(&mut self, class: usize, carve: bool) -> *mut u8 {
         let shift = self.alignment_shift;
         let list = &mut self.usedpools[class & (MAX_CLASSES - 1)];
-        // SAFETY: `usable` is not NONE (checked above, or `new_arena` made one). The pool it
-        // returns belongs to a live arena, has a header, and is on no list.
+        // SAFETY: `usable` is not NONE and `carve` says how to take its pool (caller). The
+        // pool returned belongs to a live arena, has a header, and is on no list.
         unsafe {
-            let pool = self.arenas.take_pool(self.pool_size);
+            let pool = self.arenas.take_pool(self.pool_size, carve);
             list.push_front(pool);
             (*pool).count = 1;
             if (*pool).szidx == class as u32 {
@@ -213,6 +236,17 @@ impl<S: ArenaSource> Heap<S> {
                 self.pool_size,
             )
         }
+    }
+
+    /// No arena has a free pool: map one, then serve the request from it (a tail call, so
+    /// that `alloc_from_new_pool` itself makes no call and saves no registers).
+    #[cold]
+    #[inline(never)]
+    fn alloc_from_new_arena(&mut self, class: usize) -> *mut u8 {
+        if !self.new_arena() {
+            return core::ptr::null_mut();
+        }
+        self.alloc_from_new_pool(class)
     }
 
     /// Maps a new arena and makes it the only usable one. CPython: `new_arena()`.
@@ -342,7 +376,7 @@ impl<S: ArenaSource> Heap<S> {
     /// `arena` is a live arena whose pool just became empty, and `pool_emptied` returned
     /// `Some(old)` for it.
     #[inline(never)]
-    unsafe fn pool_emptied_rest(&mut self, arena: u32, old: u32) {
+    unsafe fn pool_emptied_rest(&mut self, arena: u32, old: u8) {
         if self.arenas.pool_emptied_rest(arena, old, self.keep_last) {
             // SAFETY: `pool_emptied_rest` found every pool of the arena empty and unlinked it.
             unsafe { self.release_arena(arena) };
