@@ -46,6 +46,8 @@ pub struct Heap<S: ArenaSource = Mmap> {
     fast_threshold: usize,
     threshold: usize,
     pool_size: usize,
+    /// `!(pool_size - 1)`: a block's address masked with it is its pool's.
+    pool_mask: usize,
     debug: bool,
     keep_last: bool,
     pub(crate) arenas: Arenas,
@@ -90,6 +92,7 @@ impl<S: ArenaSource> Heap<S> {
             fast_threshold: if config.debug { 0 } else { config.threshold },
             threshold: config.threshold,
             pool_size: config.pool_size(),
+            pool_mask: !(config.pool_size() - 1),
             debug: config.debug,
             keep_last: config.keep_last_empty_arena,
             arenas: Arenas::new(config.policy),
@@ -333,7 +336,7 @@ impl<S: ArenaSource> Heap<S> {
             // SAFETY: not in an arena, so it came from the raw allocator (caller contract).
             return unsafe { self.raw_free(p) };
         };
-        let pool = PoolHeader::of(p, self.pool_size);
+        let pool = p.map_addr(|a| a & self.pool_mask).cast::<PoolHeader>();
         // SAFETY: p is a live block inside a live arena, so its pool is carved, classed and
         // live; the block is at least a word long and free to hold the list link.
         unsafe {
