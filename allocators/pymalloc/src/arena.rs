@@ -203,17 +203,26 @@ impl Arenas {
 
     /// Takes one pool from the head of `usable` (CPython always allocates from the head) and
     /// returns it: the first of its `freepools` or, when `carve`, its next never-carved pool,
-    /// which gets a fresh header (class `NO_CLASS`, so the caller initialises it). `carve` is
-    /// a parameter so that each caller, inlined, holds one of the two paths only.
+    /// which gets a fresh header (class `NO_CLASS`, so the caller initialises it). When
+    /// `maybe_last`, the arena may be giving its last free pool (and then leaves `usable`);
+    /// otherwise it has more than one. Both are parameters so that each caller, inlined, holds
+    /// only the paths it can take.
     ///
     /// # Safety
-    /// `usable` is not `NONE`, and `carve` is whether its `freepools` is empty.
+    /// `usable` is not `NONE`; `carve` is whether its `freepools` is empty; when `maybe_last`
+    /// is false it has at least two free pools.
     #[inline(always)]
-    pub(crate) unsafe fn take_pool(&mut self, pool_size: usize, carve: bool) -> *mut PoolHeader {
+    pub(crate) unsafe fn take_pool(
+        &mut self,
+        pool_size: usize,
+        carve: bool,
+        maybe_last: bool,
+    ) -> *mut PoolHeader {
         let i = self.usable;
         // SAFETY: i is not NONE (caller) and comes from a link (type invariant).
         let a = unsafe { self.at_mut(i) };
         debug_assert_eq!(carve, a.freepools.is_null());
+        debug_assert!(maybe_last || a.nfreepools > 1);
         let nf = a.nfreepools;
         a.nfreepools = nf - 1;
         let pool = if !carve {
@@ -229,7 +238,7 @@ impl Arenas {
             unsafe { PoolHeader::carve(p, i) };
             p
         };
-        if nf == 1 {
+        if maybe_last && nf == 1 {
             // Now full of used pools: on no list.
             let next = a.next;
             a.next = NONE;
@@ -246,7 +255,7 @@ impl Arenas {
             if self.nfp2lasta[finger(nf)] == i {
                 self.nfp2lasta[finger(nf)] = NONE;
             }
-            if nf > 1 {
+            if !maybe_last || nf > 1 {
                 self.nfp2lasta[finger(nf - 1)] = i;
             }
         }

@@ -23,8 +23,8 @@
 //! * **The empty-pool cycle** (a class with no used pool takes an empty pool from the head of
 //!   `usable_arenas`; freeing its last block gives it back) is one out-of-line function each
 //!   way, `alloc_from_new_pool` and `pool_now_empty`. The rarer branches (mapping an arena,
-//!   carving a pool, moving an arena on `usable_arenas`, releasing an arena) are tail calls,
-//!   so the common case saves few or no registers.
+//!   carving a pool, taking an arena's last free pool, moving an arena on `usable_arenas`,
+//!   releasing an arena) are tail calls, so the common case saves few or no registers.
 //! * **Descriptors** are reached by index without a bounds or null check. That rests on a type
 //!   invariant of `Arenas`: every index held in a link (`usable`, `unused`, `next`/`prev`, the
 //!   `nfp2lasta` fingers, a pool's `arenaindex`) is `NONE` or names a descriptor, and the
@@ -219,33 +219,39 @@ impl<S: ArenaSource> Heap<S> {
             return self.alloc_from_new_arena(class);
         }
         // SAFETY: `usable` is a link other than NONE: a descriptor (type invariant of Arenas).
-        if unsafe { self.arenas.at(i) }.freepools.is_null() {
-            return self.alloc_from_carved_pool(class);
+        let a = unsafe { self.arenas.at(i) };
+        if a.freepools.is_null() || a.nfreepools == 1 {
+            return self.alloc_from_pool_rarely(class);
         }
-        // SAFETY: `usable` is not NONE and has a pool on `freepools`.
-        unsafe { self.serve_from_pool(class, false) }
+        // SAFETY: `usable` is not NONE, has a pool on `freepools` and another free pool.
+        unsafe { self.serve_from_pool(class, false, false) }
     }
 
     /// [`alloc_from_new_pool`](Self::alloc_from_new_pool) when the head arena has no empty
-    /// pool: carve a new one (once per pool of an arena, so out of line, a tail call).
+    /// pool (carve a new one: once per pool of an arena) or gives its last free pool (and
+    /// leaves `usable_arenas`). Out of line, a tail call, so that the common case carries
+    /// neither path.
     #[inline(never)]
-    fn alloc_from_carved_pool(&mut self, class: usize) -> *mut u8 {
-        // SAFETY: only called when `usable` is not NONE and its `freepools` is empty.
-        unsafe { self.serve_from_pool(class, true) }
+    fn alloc_from_pool_rarely(&mut self, class: usize) -> *mut u8 {
+        // SAFETY: only called when `usable` is not NONE (a descriptor, type invariant).
+        let carve = unsafe { self.arenas.at(self.arenas.usable) }.freepools.is_null();
+        // SAFETY: as above; `carve` is whether its `freepools` is empty.
+        unsafe { self.serve_from_pool(class, carve, true) }
     }
 
     /// Takes a pool from the head arena (carving it when `carve`) and serves the request.
     ///
     /// # Safety
-    /// `usable` is not NONE, and `carve` is whether its `freepools` is empty.
+    /// `usable` is not NONE; `carve` is whether its `freepools` is empty; when `maybe_last` is
+    /// false it has at least two free pools.
     #[inline(always)]
-    unsafe fn serve_from_pool(&mut self, class: usize, carve: bool) -> *mut u8 {
+    unsafe fn serve_from_pool(&mut self, class: usize, carve: bool, maybe_last: bool) -> *mut u8 {
         let shift = self.alignment_shift;
         let list = &mut self.usedpools[class & (MAX_CLASSES - 1)];
         // SAFETY: `usable` is not NONE and `carve` says how to take its pool (caller). The
         // pool returned belongs to a live arena, has a header, and is on no list.
         unsafe {
-            let pool = self.arenas.take_pool(self.pool_size, carve);
+            let pool = self.arenas.take_pool(self.pool_size, carve, maybe_last);
             list.push_front(pool);
             (*pool).count = 1;
             if (*pool).szidx == class as u32 {
