@@ -7,6 +7,33 @@
 //! an arena whose pools are all empty is unmapped — unless (3.9+) it is the last usable arena.
 //! Everything else (0 bytes, larger requests, over-aligned requests) goes to the raw allocator,
 //! libc `malloc`, and is counted.
+//!
+//! ## The hot paths
+//!
+//! The model must cost no more than the original per operation, or its timings would measure
+//! the model rather than CPython's design. So the paths a pair of `alloc` and `free` runs are
+//! shaped the way obmalloc's are, in instructions (callgrind, per 32-byte pair, the allocator
+//! only, in the same harness as 3.11's `PyObject_Malloc`/`PyObject_Free`):
+//!
+//! * **Fast paths** (`alloc` from a used pool, `free` into a pool that stays used) are inlined
+//!   into the caller and make no call: the raw allocator and debug mode are out of line, and
+//!   debug mode costs the fast path nothing (`fast_threshold` is 0 in debug mode, so its
+//!   requests take the slow way round). No block size, pool mask or arena mask is computed
+//!   there: the size comes from the class only when a pool must carve, the masks are fields.
+//! * **The empty-pool cycle** (a class with no used pool takes an empty pool from the head of
+//!   `usable_arenas`; freeing its last block gives it back) is one out-of-line function each
+//!   way, `alloc_from_new_pool` and `pool_now_empty`. The rarer branches (mapping an arena,
+//!   carving a pool, taking an arena's last free pool, moving an arena on `usable_arenas`,
+//!   releasing an arena) are tail calls, so the common case saves few or no registers.
+//! * **Descriptors** are reached by index without a bounds or null check. That rests on a type
+//!   invariant of `Arenas`: every index held in a link (`usable`, `unused`, `next`/`prev`, the
+//!   `nfp2lasta` fingers, a pool's `arenaindex`) is `NONE` or names a descriptor, and the
+//!   descriptor vector never shrinks. Free-pool counts are `u8` (at most 255 pools per arena,
+//!   config validation), so they index the 256 fingers with no check in safe code.
+//!
+//! None of this changes a count or an order: `benches/tests/heap_counters.rs` compares the
+//! heap's counters, its occupancy and every pointer it hands out, over every benchmark
+//! workload, with a record made before these paths were reshaped.
 
 use crate::arena::{Arenas, NONE};
 use crate::config::{Config, MAX_CLASSES, SizeClass};
@@ -41,9 +68,15 @@ pub struct Heap<S: ArenaSource = Mmap> {
     usedpools: [PoolList; MAX_CLASSES],
     map: OwnershipMap,
     alignment_shift: u32,
+    /// `threshold`, or 0 in debug mode: the one comparison by which `alloc` picks its fast
+    /// path, so that debug mode costs the fast path nothing (it goes the slow way round).
+    fast_threshold: usize,
     threshold: usize,
     pool_size: usize,
+    /// `!(pool_size - 1)`: a block's address masked with it is its pool's.
+    pool_mask: usize,
     debug: bool,
+    keep_last: bool,
     pub(crate) arenas: Arenas,
     config: Config,
     source: S,
@@ -83,9 +116,12 @@ impl<S: ArenaSource> Heap<S> {
             usedpools: [PoolList::EMPTY; MAX_CLASSES],
             map: OwnershipMap::new(config.arena_shift),
             alignment_shift: config.alignment_shift,
+            fast_threshold: if config.debug { 0 } else { config.threshold },
             threshold: config.threshold,
             pool_size: config.pool_size(),
+            pool_mask: !(config.pool_size() - 1),
             debug: config.debug,
+            keep_last: config.keep_last_empty_arena,
             arenas: Arenas::new(config.policy),
             config,
             source,
@@ -114,6 +150,16 @@ impl<S: ArenaSource> Heap<S> {
     /// Allocates `size` bytes aligned to the block granularity; null when the OS refuses memory.
     #[inline]
     pub fn alloc(&mut self, size: usize) -> *mut u8 {
+        if size.wrapping_sub(1) < self.fast_threshold {
+            self.alloc_small((size - 1) >> self.alignment_shift)
+        } else {
+            self.alloc_other(size)
+        }
+    }
+
+    /// What `alloc` does off its fast path: debug mode, and requests for the raw allocator.
+    #[inline(never)]
+    fn alloc_other(&mut self, size: usize) -> *mut u8 {
         if self.debug {
             return crate::debug::alloc(self, size, 0);
         }
@@ -143,7 +189,6 @@ impl<S: ArenaSource> Heap<S> {
 
     #[inline(always)]
     fn alloc_small(&mut self, class: usize) -> *mut u8 {
-        let block = (class + 1) << self.alignment_shift;
         let list = &mut self.usedpools[class & (MAX_CLASSES - 1)];
         let pool = list.head;
         if !pool.is_null() {
@@ -154,7 +199,8 @@ impl<S: ArenaSource> Heap<S> {
                 let bp = (*pool).freeblock;
                 let next = *bp.cast::<*mut u8>();
                 (*pool).freeblock = next;
-                if next.is_null() && !PoolHeader::extend(pool, block) {
+                if next.is_null() && !PoolHeader::extend(pool, (class + 1) << self.alignment_shift)
+                {
                     // Full: off the list (it is the head).
                     list.unlink(pool);
                 }
@@ -164,43 +210,84 @@ impl<S: ArenaSource> Heap<S> {
         self.alloc_from_new_pool(class)
     }
 
+    /// `usedpools[class]` is empty: take a pool from the head of `usable_arenas` (mapping a
+    /// new arena when none is usable) and serve the request from it.
     #[inline(never)]
     fn alloc_from_new_pool(&mut self, class: usize) -> *mut u8 {
-        if self.arenas.usable == NONE && !self.new_arena() {
-            return core::ptr::null_mut();
+        let i = self.arenas.usable;
+        if i == NONE {
+            return self.alloc_from_new_arena(class);
         }
-        let arena = self.arenas.usable;
-        let (pool, fresh) = self.arenas.take_pool(self.pool_size);
-        let block = (class + 1) << self.alignment_shift;
-        // SAFETY: `take_pool` returned a pool of a live arena that is on no list: either a
-        // fresh, unused pool-sized region or an empty pool from `freepools`.
+        // SAFETY: `usable` is a link other than NONE: a descriptor (type invariant of Arenas).
+        let a = unsafe { self.arenas.at(i) };
+        if a.freepools.is_null() || a.nfreepools == 1 {
+            return self.alloc_from_pool_rarely(class);
+        }
+        // SAFETY: `usable` is not NONE, has a pool on `freepools` and another free pool.
+        unsafe { self.serve_from_pool(class, false, false) }
+    }
+
+    /// [`alloc_from_new_pool`](Self::alloc_from_new_pool) when the head arena has no empty
+    /// pool (carve a new one: once per pool of an arena) or gives its last free pool (and
+    /// leaves `usable_arenas`). Out of line, a tail call, so that the common case carries
+    /// neither path.
+    #[inline(never)]
+    fn alloc_from_pool_rarely(&mut self, class: usize) -> *mut u8 {
+        // SAFETY: only called when `usable` is not NONE (a descriptor, type invariant).
+        let carve = unsafe { self.arenas.at(self.arenas.usable) }.freepools.is_null();
+        // SAFETY: as above; `carve` is whether its `freepools` is empty.
+        unsafe { self.serve_from_pool(class, carve, true) }
+    }
+
+    /// Takes a pool from the head arena (carving it when `carve`) and serves the request.
+    ///
+    /// # Safety
+    /// `usable` is not NONE; `carve` is whether its `freepools` is empty; when `maybe_last` is
+    /// false it has at least two free pools.
+    #[inline(always)]
+    unsafe fn serve_from_pool(&mut self, class: usize, carve: bool, maybe_last: bool) -> *mut u8 {
+        let shift = self.alignment_shift;
+        let list = &mut self.usedpools[class & (MAX_CLASSES - 1)];
+        // SAFETY: `usable` is not NONE and `carve` says how to take its pool (caller). The
+        // pool returned belongs to a live arena, has a header, and is on no list.
         unsafe {
-            if fresh {
-                PoolHeader::carve(pool, arena);
-            }
-            self.usedpools[class].push_front(pool);
+            let pool = self.arenas.take_pool(self.pool_size, carve, maybe_last);
+            list.push_front(pool);
             (*pool).count = 1;
             if (*pool).szidx == class as u32 {
                 // Last used for the same class: header and free list are still valid.
                 let bp = (*pool).freeblock;
                 let next = *bp.cast::<*mut u8>();
                 (*pool).freeblock = next;
-                if next.is_null() && !PoolHeader::extend(pool, block) {
-                    self.usedpools[class].unlink(pool);
+                if next.is_null() && !PoolHeader::extend(pool, (class + 1) << shift) {
+                    list.unlink(pool);
                 }
                 return bp;
             }
             PoolHeader::init_class(
                 pool,
                 SizeClass(class as u8),
-                block,
+                (class + 1) << shift,
                 self.config.pool_overhead(),
                 self.pool_size,
             )
         }
     }
 
+    /// No arena has a free pool: map one, then serve the request from it (a tail call, so
+    /// that `alloc_from_new_pool` itself makes no call and saves no registers).
+    #[cold]
+    #[inline(never)]
+    fn alloc_from_new_arena(&mut self, class: usize) -> *mut u8 {
+        if !self.new_arena() {
+            return core::ptr::null_mut();
+        }
+        self.alloc_from_new_pool(class)
+    }
+
     /// Maps a new arena and makes it the only usable one. CPython: `new_arena()`.
+    #[cold]
+    #[inline(never)]
     fn new_arena(&mut self) -> bool {
         let Some(i) = self.arenas.take_descriptor() else { return false };
         let size = self.config.arena_size();
@@ -282,7 +369,7 @@ impl<S: ArenaSource> Heap<S> {
             // SAFETY: not in an arena, so it came from the raw allocator (caller contract).
             return unsafe { self.raw_free(p) };
         };
-        let pool = PoolHeader::of(p, self.pool_size);
+        let pool = p.map_addr(|a| a & self.pool_mask).cast::<PoolHeader>();
         // SAFETY: p is a live block inside a live arena, so its pool is carved, classed and
         // live; the block is at least a word long and free to hold the list link.
         unsafe {
@@ -306,25 +393,53 @@ impl<S: ArenaSource> Heap<S> {
     /// `pool` is live, on `usedpools[its class]`, and has just become empty.
     #[inline(never)]
     unsafe fn pool_now_empty(&mut self, pool: *mut PoolHeader) {
-        // SAFETY: caller contract: the pool is on its class list and live.
-        let (class, arena) = unsafe { ((*pool).szidx as usize, (*pool).arenaindex) };
-        // SAFETY: as above.
-        unsafe { self.usedpools[class].unlink(pool) };
-        if self.arenas.pool_emptied(arena, pool, self.config.keep_last_empty_arena) {
-            let (address, base) = (self.arenas.get(arena).address, self.arenas.get(arena).base);
-            self.map.remove(address);
-            if let Some(base) = NonNull::new(base) {
-                // SAFETY: every pool of the arena is empty, so no live block points into it;
-                // the descriptor was unlinked by `pool_emptied` and the ownership map no longer
-                // has it; `base` is the whole mapping as the source returned it.
-                unsafe { self.source.unmap(base, self.config.arena_size()) };
+        // SAFETY: caller contract: the pool is on its class list and live, so its class and
+        // arena index are those it was given (`arenaindex` names a descriptor). When
+        // `pool_emptied` says so, the arena is wholly empty and unlinked.
+        unsafe {
+            let (class, arena) = ((*pool).szidx as usize, (*pool).arenaindex);
+            self.usedpools[class & (MAX_CLASSES - 1)].unlink(pool);
+            if let Some(old) = self.arenas.pool_emptied(arena, pool, self.keep_last) {
+                self.pool_emptied_rest(arena, old);
             }
-            self.arenas.retire(arena);
-            self.arenas_current -= 1;
-            if self.debug {
-                self.released[self.released_next % RELEASED_RING] = address;
-                self.released_next += 1;
-            }
+        }
+    }
+
+    /// The less common cases of an emptied pool: its arena moves on `usable_arenas`, or is
+    /// released. A tail call of `pool_now_empty`, so that its common case saves no registers.
+    ///
+    /// # Safety
+    /// `arena` is a live arena whose pool just became empty, and `pool_emptied` returned
+    /// `Some(old)` for it.
+    #[inline(never)]
+    unsafe fn pool_emptied_rest(&mut self, arena: u32, old: u8) {
+        if self.arenas.pool_emptied_rest(arena, old, self.keep_last) {
+            // SAFETY: `pool_emptied_rest` found every pool of the arena empty and unlinked it.
+            unsafe { self.release_arena(arena) };
+        }
+    }
+
+    /// Gives the wholly empty arena `arena` back to the source and retires its descriptor.
+    ///
+    /// # Safety
+    /// `arena` is a live arena whose pools are all empty, already unlinked from `usable`
+    /// (`pool_emptied` returned `true` for it).
+    #[cold]
+    #[inline(never)]
+    unsafe fn release_arena(&mut self, arena: u32) {
+        let (address, base) = (self.arenas.get(arena).address, self.arenas.get(arena).base);
+        self.map.remove(address);
+        if let Some(base) = NonNull::new(base) {
+            // SAFETY: every pool of the arena is empty, so no live block points into it (caller);
+            // the descriptor was unlinked by `pool_emptied` and the ownership map no longer has
+            // it; `base` is the whole mapping as the source returned it.
+            unsafe { self.source.unmap(base, self.config.arena_size()) };
+        }
+        self.arenas.retire(arena);
+        self.arenas_current -= 1;
+        if self.debug {
+            self.released[self.released_next % RELEASED_RING] = address;
+            self.released_next += 1;
         }
     }
 
@@ -461,6 +576,7 @@ impl<S: ArenaSource> Heap<S> {
 
     // ---------------------------------------------------------------- raw allocator
 
+    #[inline(never)]
     pub(crate) fn raw_alloc(&mut self, size: usize) -> *mut u8 {
         // CPython: PyMem_RawMalloc(0) becomes malloc(1).
         // SAFETY: plain libc malloc.
@@ -495,6 +611,7 @@ impl<S: ArenaSource> Heap<S> {
     ///
     /// # Safety
     /// `p` is a live block from the raw allocator.
+    #[inline(never)]
     pub(crate) unsafe fn raw_free(&mut self, p: *mut u8) {
         // SAFETY: caller contract: a live libc block.
         let usable = unsafe { os::raw_usable_size(p) };

@@ -305,7 +305,7 @@ fn check<S: ArenaSource>(h: &Heap<S>) -> Result<(), InvariantError> {
             let k = o.nfreepools as usize;
             let last_with_k = o.next == NONE || a.get(o.next).nfreepools as usize != k;
             ensure!(
-                (a.nfp2lasta[k] == cur) == last_with_k,
+                (a.nfp2lasta.get(k) == Some(&cur)) == last_with_k,
                 "nfp2lasta[k] is the last arena with k free pools",
                 cur,
                 0,

@@ -392,6 +392,17 @@ impl<T: Copy> OsVec<T> {
         unsafe { &*self.ptr.add(i) }
     }
 
+    /// Element `i`, mutable, without a bounds check, for the hot path.
+    ///
+    /// # Safety
+    /// `i < self.len()`.
+    #[inline(always)]
+    pub(crate) unsafe fn get_unchecked_mut(&mut self, i: usize) -> &mut T {
+        // SAFETY: i < len <= cap (caller), the first `len` elements are initialised, and
+        // `&mut self` makes the access unique.
+        unsafe { &mut *self.ptr.add(i) }
+    }
+
     pub(crate) fn as_slice(&self) -> &[T] {
         if self.ptr.is_null() {
             return &[];

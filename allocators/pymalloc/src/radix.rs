@@ -42,6 +42,8 @@ struct Entry {
 /// index in an entry names a descriptor of the heap's arena vector (which never shrinks).
 pub(crate) struct OwnershipMap {
     arena_shift: u32,
+    /// Arena size − 1, kept beside the shift so that a lookup computes neither.
+    mask: usize,
     /// Slots in `root`: 0 until the root is mapped, so one comparison in `contains` rejects
     /// both an address beyond the map and a map with no root yet.
     root_len: usize,
@@ -52,7 +54,13 @@ pub(crate) struct OwnershipMap {
 
 impl OwnershipMap {
     pub(crate) const fn new(arena_shift: u32) -> Self {
-        OwnershipMap { arena_shift, root_len: 0, root: core::ptr::null_mut(), leaves: 0 }
+        OwnershipMap {
+            arena_shift,
+            mask: (1 << arena_shift) - 1,
+            root_len: 0,
+            root: core::ptr::null_mut(),
+            leaves: 0,
+        }
     }
 
     /// Slots the root has once mapped.
@@ -90,11 +98,10 @@ impl OwnershipMap {
         }
         // SAFETY: a non-null leaf maps LEAF_LEN entries; the index is masked to that range.
         let e = unsafe { *leaf.add(chunk & (LEAF_LEN - 1)) };
-        let size = 1usize << self.arena_shift;
-        let off = p & (size - 1);
+        let off = p & self.mask;
         if off < e.lo_end as usize {
             Some(e.lo_arena)
-        } else if off + e.hi_len as usize >= size {
+        } else if off + e.hi_len as usize > self.mask {
             Some(e.hi_arena)
         } else {
             None
