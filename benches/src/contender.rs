@@ -197,6 +197,23 @@ impl Contender for obmalloc::Heap {
     }
 }
 
+impl Contender for obmalloc::FreshHeap {
+    #[inline]
+    fn alloc(&mut self, size: usize) -> *mut u8 {
+        let p = obmalloc::FreshHeap::alloc(self, size);
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout(size));
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn free(&mut self, p: *mut u8, _size: usize) {
+        // SAFETY: the caller guarantees `p` is a live block of this heap.
+        unsafe { obmalloc::FreshHeap::free(self, p) }
+    }
+}
+
 /// One loaded interpreter's obmalloc and its benchmark-id name.
 #[derive(Clone, Copy, Debug)]
 pub struct RealObmalloc {

@@ -54,7 +54,7 @@
 mod load;
 mod probe;
 
-pub use load::{FreeFn, Heap, MallocFn, Obmalloc};
+pub use load::{FreeFn, FreshHeap, Heap, MallocFn, Obmalloc};
 pub use probe::{Python, candidates, class_count, installed};
 
 /// Why an interpreter cannot be asked about itself or loaded.

@@ -79,6 +79,12 @@ impl Obmalloc {
         }) {
             return Ok(o);
         }
+        if FRESH.lock().unwrap_or_else(|e| e.into_inner()).contains(&canonical) {
+            return Err(Error::NotEmbeddable {
+                python: format!("{} ({})", python.executable.display(), python.version_string()),
+                reason: "this process uses that libpython uninitialised (a FreshHeap)".into(),
+            });
+        }
         // SAFETY: loading libpython runs its ELF constructors, which only set up static data
         // (CPython initialises itself in Py_InitializeEx, not in constructors). RTLD_LOCAL keeps
         // its symbols out of the global scope, so a second libpython resolves to its own.
@@ -275,5 +281,99 @@ impl Drop for Heap {
         // nesting to release in the wrong order.
         unsafe { (self.o.gil_release)(self.state) };
         HELD.with(|h| h.borrow_mut().retain(|&id| id != self.o.id));
+    }
+}
+
+/// Libraries opened for a [`FreshHeap`]: each may have at most one, ever, and is never
+/// initialised by [`Obmalloc::load`] afterwards.
+static FRESH: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+/// CPython's obmalloc in a libpython that was loaded but never initialised: the state a
+/// process starts in, with no arena mapped, so that an alloc+free pair at one size empties its
+/// pool on every free and takes it back on the next alloc (the empty-pool cycle), which an
+/// initialised interpreter, holding blocks in every class, never shows.
+///
+/// Possible up to CPython 3.11, where obmalloc's state is static and `PyObject_Malloc` works
+/// before `Py_Initialize` (it is how CPython itself allocates during start-up). From 3.12
+/// obmalloc's state belongs to an interpreter and is found through the current thread state,
+/// which does not exist before initialisation: [`FreshHeap::load`] refuses those.
+///
+/// One per library per process, never shared between threads (nothing but the caller's
+/// exclusivity protects an uninitialised obmalloc); the library is then never initialised.
+pub struct FreshHeap {
+    malloc: MallocFn,
+    free: FreeFn,
+    _library: &'static Library,
+    _one_thread: PhantomData<*const ()>,
+}
+
+impl FreshHeap {
+    /// Opens `python`'s libpython (`RTLD_LOCAL`) without initialising it.
+    ///
+    /// [`Error::NotEmbeddable`] for CPython 3.12 and newer, or when this process has already
+    /// loaded (and so initialised) that library through [`Obmalloc::load`]; [`Error::Busy`]
+    /// when a `FreshHeap` of it was made before.
+    pub fn load(python: &Python) -> Result<FreshHeap, Error> {
+        let path = python.embeddable()?;
+        let name = format!("{} ({})", python.executable.display(), python.version_string());
+        if python.version >= [3, 12, 0] {
+            return Err(Error::NotEmbeddable {
+                python: name,
+                reason: "from CPython 3.12 obmalloc's state belongs to an interpreter: it \
+                         cannot allocate before initialisation"
+                    .into(),
+            });
+        }
+        let canonical = path
+            .canonicalize()
+            .map_err(|e| Error::Load { library: path.to_path_buf(), reason: e.to_string() })?;
+        let loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+        if loaded.iter().any(|o| {
+            o.python.libpython.as_deref().and_then(|p| p.canonicalize().ok()).as_ref()
+                == Some(&canonical)
+        }) {
+            return Err(Error::NotEmbeddable {
+                python: name,
+                reason: "this process has already initialised that libpython".into(),
+            });
+        }
+        let mut fresh = FRESH.lock().unwrap_or_else(|e| e.into_inner());
+        if fresh.contains(&canonical) {
+            return Err(Error::Busy(python.version_string()));
+        }
+        // SAFETY: as in `Obmalloc::load`: the constructors only set up static data, and
+        // RTLD_LOCAL keeps this copy's symbols to itself.
+        let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
+            .map_err(|e| Error::Load { library: path.to_path_buf(), reason: e.to_string() })?;
+        let lib: &'static Library = Box::leak(Box::new(lib));
+        // SAFETY: the C types of PyObject_Malloc and PyObject_Free, as in `Obmalloc::load`.
+        let (malloc, free) = unsafe {
+            (
+                symbol::<MallocFn>(lib, path, "PyObject_Malloc")?,
+                symbol::<FreeFn>(lib, path, "PyObject_Free")?,
+            )
+        };
+        fresh.push(canonical);
+        Ok(FreshHeap { malloc, free, _library: lib, _one_thread: PhantomData })
+    }
+
+    /// `PyObject_Malloc(size)` in the uninitialised library: a block, or null when out of
+    /// memory.
+    #[inline]
+    pub fn alloc(&mut self, size: usize) -> *mut u8 {
+        // SAFETY: up to 3.11 (checked in `load`) PyObject_Malloc needs no initialisation; this
+        // `FreshHeap` is the library's only user (one per library, never initialised, not
+        // `Send`), so no other thread is inside its obmalloc.
+        unsafe { (self.malloc)(size) }.cast()
+    }
+
+    /// `PyObject_Free(p)` in the uninitialised library.
+    ///
+    /// # Safety
+    /// `p` was returned by this heap's [`FreshHeap::alloc`] and not freed since (or is null).
+    #[inline]
+    pub unsafe fn free(&mut self, p: *mut u8) {
+        // SAFETY: exclusive use as in `alloc`; the caller guarantees `p` is a live block.
+        unsafe { (self.free)(p.cast()) }
     }
 }

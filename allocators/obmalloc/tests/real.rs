@@ -189,3 +189,58 @@ fn pythonmalloc_in_the_environment_does_not_replace_pymalloc() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The first embeddable CPython older than 3.12 on this machine (a fresh obmalloc needs one).
+fn before_3_12() -> Option<Python> {
+    obmalloc::installed().into_iter().find(|p| p.version < [3, 12, 0] && p.embeddable().is_ok())
+}
+
+/// Run by [`a_fresh_obmalloc_starts_with_no_arena_and_hands_out_a_pool_s_first_block`] in a
+/// child process, where no libpython has been initialised.
+#[test]
+#[ignore = "run as a child by a_fresh_obmalloc_starts_with_no_arena_and_hands_out_a_pool_s_first_block"]
+fn child_fresh_obmalloc() {
+    let python = before_3_12().unwrap();
+    let mut heap = obmalloc::FreshHeap::load(&python).unwrap();
+    // Nothing is allocated yet: the first 32-byte block is the first block of the first pool
+    // of the first arena, right after the pool header (48 bytes), and pools are aligned to
+    // their size (4 KiB up to 3.9, 16 KiB from 3.10).
+    let pool = if python.version >= [3, 10, 0] { 16 << 10 } else { 4 << 10 };
+    let p = heap.alloc(32);
+    assert_eq!(p as usize % pool, 48, "not a fresh pool's first block");
+    // SAFETY: `p` is a live block of 32 bytes, freed once.
+    unsafe {
+        p.write_bytes(7, 32);
+        heap.free(p);
+    }
+    // The emptied pool is taken again: the same block.
+    let q = heap.alloc(32);
+    assert_eq!(q, p);
+    // SAFETY: `q` is live and freed once.
+    unsafe { heap.free(q) };
+    assert!(matches!(obmalloc::FreshHeap::load(&python), Err(Error::Busy(_))));
+    let e = Obmalloc::load(&python).unwrap_err();
+    assert!(e.to_string().contains("uninitialised"), "{e}");
+}
+
+#[test]
+fn a_fresh_obmalloc_starts_with_no_arena_and_hands_out_a_pool_s_first_block() {
+    for p in obmalloc::installed().into_iter().filter(|p| p.version >= [3, 12, 0]) {
+        let e = obmalloc::FreshHeap::load(&p).err().expect("3.12+ cannot be fresh");
+        assert!(e.to_string().contains("cannot allocate before initialisation"), "{e}");
+    }
+    if before_3_12().is_none() {
+        eprintln!("skipped: no embeddable CPython before 3.12");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_fresh_obmalloc", "--ignored", "--nocapture"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

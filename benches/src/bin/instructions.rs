@@ -52,7 +52,9 @@ const PATTERNS: [Spec; 4] = [
         name: "pair-fresh",
         what: "one 32 B alloc+free in a fresh heap (`size/pair/32`). For pymalloc every pair \
                empties its pool, which goes back to the arena and is taken again: the \
-               empty-pool cycle",
+               empty-pool cycle. CPython's real obmalloc is fresh up to 3.11 (its libpython \
+               loaded, never initialised); from 3.12 it can only allocate once initialised, \
+               so its row there is the warm fast path",
         pairs_per_unit: 1,
         units: 2_000,
     },
@@ -106,12 +108,27 @@ impl Contender for Baseline {
 }
 
 /// Runs `v` on the contender named `name`; `false` if there is none by that name.
-fn with_contender<V: Visit>(name: &str, v: &mut V) -> bool {
+/// `fresh`: the pattern wants an allocator in its initial state (only the real obmalloc has a
+/// second way to be made for that).
+fn with_contender<V: Visit>(name: &str, fresh: bool, v: &mut V) -> bool {
     match name {
         BASELINE => v.visit(name, &mut Baseline { buf: Box::new([0; BASELINE_BYTES]) }),
         contender::HEAP_NAME => v.visit(name, &mut contender::heap()),
-        // CPython's real obmalloc: an initialised interpreter, so always warm (`pair-fresh`
-        // on it is the fast path too). Those that cannot be loaded are not contenders.
+        // CPython's real obmalloc. For `pair-fresh`, up to 3.11, its libpython loaded and never
+        // initialised (a fresh obmalloc, no arena yet); otherwise an initialised interpreter,
+        // which is warm. Those that cannot be loaded are not contenders.
+        _ if name.starts_with(contender::OBMALLOC_PREFIX) && fresh => {
+            let python =
+                contender::chosen(&std::env::var(contender::PYTHON_ENV).unwrap_or_default())
+                    .0
+                    .into_iter()
+                    .find(|p| name == format!("{}{}", contender::OBMALLOC_PREFIX, p.major_minor()));
+            match python.map(|p| obmalloc::FreshHeap::load(&p)) {
+                Some(Ok(mut heap)) => v.visit(name, &mut heap),
+                Some(Err(_)) => return with_contender(name, false, v),
+                None => return false,
+            }
+        }
         _ if name.starts_with(contender::OBMALLOC_PREFIX) => {
             let Some(real) = contender::real_obmallocs().iter().find(|r| r.name == name) else {
                 return false;
@@ -288,7 +305,7 @@ fn parse(args: &[String]) -> Result<Option<Args>, Usage> {
             }
             "--contender" => {
                 for name in value()?.split(',').filter(|n| !n.is_empty()) {
-                    if !with_contender(name, &mut Nothing) {
+                    if !with_contender(name, false, &mut Nothing) {
                         return Err(Usage(format!(
                             "no contender {name:?}: choose from {}",
                             contender_names()
@@ -488,7 +505,11 @@ fn child(args: &[String]) -> ExitCode {
         eprintln!("{CHILD}: bad pattern {pattern:?} or repetitions {units:?}");
         return ExitCode::from(2);
     };
-    if !with_contender(contender, &mut Count { pattern: spec.name, units }) {
+    if !with_contender(
+        contender,
+        spec.name == "pair-fresh",
+        &mut Count { pattern: spec.name, units },
+    ) {
         eprintln!("{CHILD}: no contender {contender:?}");
         return ExitCode::from(2);
     }
