@@ -26,8 +26,8 @@ pub const CACHED_HEAP_NAME: &str = "pymalloc-heap-cached";
 pub const WARM_HEAP_NAME: &str = "pymalloc-heap-warm";
 
 /// The benchmark-id name of CPython's real obmalloc is this followed by `major.minor`:
-/// `cpython-obmalloc-3.11`.
-pub const OBMALLOC_PREFIX: &str = "cpython-obmalloc-";
+/// `cpython-obmalloc-3.11` (the name `arenalab bench-report` looks for).
+pub use arenalab::bench_report::OBMALLOC_PREFIX;
 
 /// The environment variable that chooses the interpreters whose obmalloc is measured: unset,
 /// the `python3` on `PATH`; `all`, every CPython 3.8+ found; `none`, no interpreter; otherwise

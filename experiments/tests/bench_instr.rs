@@ -133,3 +133,27 @@ fn a_row_of_an_unlisted_pattern_is_exit_2() {
     let text = arenalab::results::to_json(&r).unwrap();
     unusable("unlisted", &text, "pattern \"fifo\" is not listed");
 }
+
+#[test]
+fn the_instruction_target_compares_allocator_shares_with_the_real_obmalloc() {
+    let mut i = synthetic();
+    // Per pair 176 and 80.0, so shares 161 and 70.6 against the heap's 226 and 52.6.
+    i.rows.push(row("pair-fresh", "cpython-obmalloc-3.11", 2000, 1_000_000, 1_352_000));
+    i.rows.push(row("lifo-1000", "cpython-obmalloc-3.11", 4, 900_000, 1_220_000));
+    let mut r = arenalab::bench_report::BenchResults {
+        meta: Meta::collect("test"),
+        criterion_dir: String::new(),
+        benchmarks: Vec::new(),
+        instructions: Some(i),
+    };
+    let t = arenalab::bench_report::obmalloc_targets(&r).pop().unwrap();
+    assert!(t.goal.contains("instructions per pair") && t.goal.contains("cpython-obmalloc-3.11"));
+    assert_eq!(t.rows, 2);
+    assert!((t.worst.unwrap() - 226.0 / 161.0).abs() < 1e-9, "{t:?}");
+    assert_eq!(t.worst_at, "callgrind pair-fresh");
+    assert_eq!(t.met(), Some(false));
+    // Without the real obmalloc among the counts: no rows, no verdict.
+    r.instructions = Some(synthetic());
+    let t = arenalab::bench_report::obmalloc_targets(&r).pop().unwrap();
+    assert_eq!((t.rows, t.met()), (0, None));
+}

@@ -222,13 +222,13 @@ fn without_the_real_obmalloc_its_targets_are_not_measured_and_carry_no_verdict()
     let (dir, r) = collected("no-obmalloc");
     assert_eq!(r.reference_obmalloc(), None);
     let t = bench_report::obmalloc_targets(&r);
-    assert_eq!(t.len(), 3);
+    assert_eq!(t.len(), 4);
     assert!(t.iter().all(|t| t.rows == 0 && t.met().is_none()), "{t:?}");
     bench_report::render(&r, &dir.join("docs")).unwrap();
     let md = std::fs::read_to_string(dir.join("docs").join("benchmarks.md")).unwrap();
     let section = md.split("## Targets").nth(1).unwrap().split("## Appendix").next().unwrap();
     assert!(section.contains("was not measured in this run"));
-    assert_eq!(section.matches("| not measured |").count(), 3, "{section}");
+    assert_eq!(section.matches("| not measured |").count(), 4, "{section}");
     assert!(!section.contains("| met |") && !section.contains("not met**"));
     assert!(!md.contains("against the real obmalloc: ns per operation"));
     std::fs::remove_dir_all(dir).unwrap();
