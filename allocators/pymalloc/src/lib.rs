@@ -126,6 +126,7 @@ pub mod global;
 pub mod heap;
 mod invariants;
 pub mod os;
+mod owners;
 mod radix;
 pub mod snapshot;
 pub mod stats;
