@@ -599,11 +599,11 @@ impl ThreadHeap {
                 if self.try_hold() {
                     return;
                 }
-            } else if s == me || s == me | HELD {
-                return;
-            } else if s & HELD == 0
-                && !self.own.busy.load(Ordering::Acquire)
-                && self.own.state.load(Ordering::Acquire) == s
+            } else if s == me
+                || s == me | HELD
+                || (s & HELD == 0
+                    && !self.own.busy.load(Ordering::Acquire)
+                    && self.own.state.load(Ordering::Acquire) == s)
             {
                 return;
             }
@@ -662,8 +662,7 @@ impl Shared {
         loop {
             // SAFETY: not yet published.
             unsafe { (*th).own.next = head };
-            match self.heaps.compare_exchange_weak(head, th, Ordering::Release, Ordering::Relaxed)
-            {
+            match self.heaps.compare_exchange_weak(head, th, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return th,
                 Err(now) => head = now,
             }
@@ -817,7 +816,9 @@ impl Shared {
                 );
             }
             let a = p.addr();
-            if self.owners.lookup(a).map(|(o, _)| o) != Some((th as *const ThreadHeap).cast_mut().cast()) {
+            if self.owners.lookup(a).map(|(o, _)| o)
+                != Some((th as *const ThreadHeap).cast_mut().cast())
+            {
                 return err("a remote-free block lies in an arena of its heap", 0, a);
             }
             let Some(pool) = heap.carved_pool(a & !(ps - 1)) else {
@@ -826,11 +827,15 @@ impl Shared {
             // SAFETY: a carved pool of a live arena has an initialised header.
             let (count, szidx) = unsafe { ((*pool).count, (*pool).szidx) };
             if count == 0 || szidx == NO_CLASS {
-                return err("a remote-free block lies in a pool with blocks in use", pool.addr(), a);
+                return err(
+                    "a remote-free block lies in a pool with blocks in use",
+                    pool.addr(),
+                    a,
+                );
             }
             let block = (szidx as usize + 1) * self.granularity;
             let off = a - pool.addr();
-            if off < overhead || (off - overhead) % block != 0 || off + block > ps {
+            if off < overhead || !(off - overhead).is_multiple_of(block) || off + block > ps {
                 return err("a remote-free block starts at a block boundary", pool.addr(), a);
             }
             // SAFETY: a block of a live pool of this heap (checked above), holding the link
@@ -1357,9 +1362,7 @@ unsafe impl GlobalAlloc for PyMalloc {
                     return ptr;
                 }
                 // SAFETY: new_size > 0 and align a power of two (GlobalAlloc contract).
-                let new = unsafe {
-                    self.alloc(Layout::from_size_align_unchecked(new_size, align))
-                };
+                let new = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, align)) };
                 if !new.is_null() {
                     // SAFETY: both blocks live and distinct; the copy fits in both; `p` is a
                     // live block of `owner`'s heap with its arena's provenance, freed once.

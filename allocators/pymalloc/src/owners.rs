@@ -106,12 +106,9 @@ impl OwnerMap {
         let fresh: *mut Entry = os::map_zeroed(Self::leaf_bytes())?.as_ptr().cast();
         // SAFETY: root maps root_len slots and ri < root_len.
         let slot = unsafe { &*self.root.add(ri) };
-        if let Err(_other) = slot.compare_exchange(
-            core::ptr::null_mut(),
-            fresh,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+        if let Err(_other) =
+            slot.compare_exchange(core::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
             // Another heap installed this leaf first: give ours back.
             // SAFETY: `fresh` is one whole mapping of leaf_bytes that nothing else has seen.
             unsafe { os::unmap(NonNull::new_unchecked(fresh.cast()), Self::leaf_bytes()) };
