@@ -680,7 +680,7 @@ pub fn render(results: &BenchResults, docs: &Path) -> Result<()> {
          the fairness caveats). Each cell is the **median time per operation** (one alloc+free \
          pair, one churn step) in nanoseconds, and in brackets that time **relative to mimalloc** \
          on the same row: below 1 is faster than mimalloc. `pymalloc` is the thread-safe global \
-         (one heap behind a lock); `pymalloc-heap` is the same heap called directly, with no \
+         (one heap per thread); `pymalloc-heap` is one heap called directly, with no \
          lock; `pymalloc-heap-cached` is that heap with emptied arenas kept mapped for reuse \
          instead of returned to the OS (not CPython's behaviour). Compare ratios within this page; absolute nanoseconds move between runs on a \
          shared 2-core machine.\n\n",

@@ -272,7 +272,7 @@ unsafe fn bootstrap_size(p: *const c_void) -> usize {
 // ------------------------------------------------------------------------------- the model
 
 /// One heap per preset; the one `ARENALAB_PRESET` names is used, the others are never touched
-/// (a `PyMalloc` maps nothing and claims no lock slot before its first call).
+/// (a `PyMalloc` maps nothing and claims no slot before its first call).
 static HEAPS: [PyMalloc; 3] = [
     PyMalloc::with_config(Config::CPYTHON_3_10),
     PyMalloc::with_config(Config::CPYTHON_3_8),
