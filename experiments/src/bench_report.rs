@@ -46,7 +46,11 @@ const GROUPS: [(&str, &[&str], &str); 6] = [
     ("order", &["lifo", "fifo", "shuffled"], "a batch of 64 B blocks freed LIFO, FIFO or shuffled"),
     ("churn", &["random"], "a live working set; each step frees a random block, allocates 8-512 B"),
     ("scaling", &["alloc-all-free-all"], "allocate N 64 B blocks, free them all; per element"),
-    ("threads", &["producer-consumer", "larson"], "two threads: cross-thread frees"),
+    (
+        "threads",
+        &["producer-consumer", "larson", "mstress", "mleak"],
+        "cross-thread frees; threads that come and go",
+    ),
     ("ports", &["glibc-simple", "sh6bench"], "glibc's bench-malloc-simple, sh6bench-style sweep"),
 ];
 
@@ -702,6 +706,7 @@ pub fn render(results: &BenchResults, docs: &Path) -> Result<()> {
         render::write_file(&docs.join(&file), &group_chart(r, &group)?)?;
         md.push_str(&format!("\n![{group}]({file})\n\n"));
     }
+    md.push_str(&crate::bench_rss::section(Path::new(&r.criterion_dir)));
     md.push_str(
         "## Appendix: the project's own targets\n\nThe goals arenalab set itself for its \
          pymalloc model's speed, for the project's maintainers rather than the reader: each is \

@@ -50,6 +50,7 @@
 //! | [`report`] | `arenalab report` (everything) and `arenalab render` (pages only) |
 
 pub mod bench_report;
+pub mod bench_rss;
 pub mod cli;
 pub mod cpython;
 pub mod error;
