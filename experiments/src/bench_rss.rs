@@ -87,7 +87,7 @@ fn group(v: u64) -> String {
 /// `threads-rss.json`; when that file cannot be read, the heading and a note saying why.
 ///
 /// ```
-/// let md = experiments::bench_rss::section(std::path::Path::new("/nonexistent"));
+/// let md = arenalab::bench_rss::section(std::path::Path::new("/nonexistent"));
 /// assert!(md.starts_with("## Resident memory after `mstress` and `mleak`"));
 /// assert!(md.contains("not recorded"));
 /// ```
