@@ -89,7 +89,7 @@ fn group(v: u64) -> String {
 /// ```
 /// let md = arenalab::bench_rss::section(std::path::Path::new("/nonexistent"));
 /// assert!(md.starts_with("## Resident memory after `mstress` and `mleak`"));
-/// assert!(md.contains("not recorded"));
+/// assert!(md.contains("Not recorded"));
 /// ```
 pub fn section(criterion_dir: &Path) -> String {
     let mut md = String::from("## Resident memory after `mstress` and `mleak`\n\n");
