@@ -71,7 +71,8 @@
 //! before it returns: an owner's `busy = 1` is then visible to the reader, or its later load
 //! of `REQUEST` sees 1 (Dekker's pattern with the owner's fence moved to the reader). The
 //! process registers for it once (`MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED`); where the
-//! kernel refuses, owners execute a real fence instead (flag `FENCE`). A reader walks an
+//! kernel refuses, owners execute a real fence instead (flag `FENCE`, in the same word as
+//! `REQUEST`: the owner's path loads one word). A reader walks an
 //! owned heap only after seeing `busy == 0` and the state still owned by the same thread.
 //! Readers are serialized by one flag; they cost a system call and a walk of every heap, so
 //! they belong in tests and reports, not on a hot path.
@@ -126,12 +127,14 @@ const ABANDONED: usize = 0;
 /// Low bit of `state`: held for a moment by the thread whose token is the rest.
 const HELD: usize = 1;
 
-/// A reader wants every heap still (see the module docs, point 4).
-static REQUEST: AtomicU32 = AtomicU32::new(0);
+/// The owners' one flag word: [`REQUEST`] while a reader wants every heap still (point 4),
+/// [`FENCE`] when `membarrier` is unavailable (owners then execute a full fence after
+/// `busy = 1`). One load on the owner's path; non-zero sends it to the slow path.
+static FLAGS: AtomicU32 = AtomicU32::new(0);
+const REQUEST: u32 = 1;
+const FENCE: u32 = 2;
 /// Serializes readers.
 static READER: AtomicBool = AtomicBool::new(false);
-/// Set when `membarrier` is unavailable: owners then execute a full fence after `busy = 1`.
-static FENCE: AtomicBool = AtomicBool::new(false);
 
 /// Tag (generation) of the `PyMalloc` using each slot; 0 when free. Changed under `REGISTRY`.
 static SLOT_TAG: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
@@ -271,7 +274,6 @@ struct Shared {
     slot: usize,
     tag: usize,
     config: Config,
-    threshold: usize,
     granularity: usize,
     /// Debug layout: one heap for all threads, held by each call.
     locked: bool,
@@ -343,7 +345,7 @@ fn yield_now() {
 fn setup_process() {
     if cfg!(miri) {
         // Miri runs no fork, membarrier nor pthread keys with destructors we rely on.
-        FENCE.store(true, Ordering::Relaxed);
+        FLAGS.fetch_or(FENCE, Ordering::Relaxed);
         ATFORK.store(ATFORK_DONE, Ordering::Release);
         return;
     }
@@ -364,7 +366,7 @@ fn setup_process() {
                         )
                     };
                     if rc != 0 {
-                        FENCE.store(true, Ordering::SeqCst);
+                        FLAGS.fetch_or(FENCE, Ordering::SeqCst);
                     }
                     let mut key: libc::pthread_key_t = 0;
                     // SAFETY: the handlers are `extern "C"` functions that neither unwind nor
@@ -403,7 +405,7 @@ fn setup_process() {
 /// The reader's side of the handshake: every running thread of the process executes a full
 /// barrier before this returns.
 fn barrier() {
-    if FENCE.load(Ordering::Relaxed) {
+    if FLAGS.load(Ordering::Relaxed) & FENCE != 0 {
         fence(Ordering::SeqCst);
         return;
     }
@@ -427,19 +429,16 @@ impl ThreadHeap {
         self.heap.get()
     }
 
-    /// The owner's entry into a call (point 4): marks the heap busy, waits out a reader.
+    /// The owner's entry into a call (point 4): marks the heap busy; one load of [`FLAGS`]
+    /// decides whether a reader (or the fence fallback) needs the slow path.
     #[inline(always)]
     fn enter(&self) {
         if self.own.busy.load(Ordering::Relaxed) {
             fatal(MSG_REENTERED);
         }
         self.own.busy.store(true, Ordering::Relaxed);
-        if FENCE.load(Ordering::Relaxed) {
-            fence(Ordering::SeqCst);
-        } else {
-            compiler_fence(Ordering::SeqCst);
-        }
-        if REQUEST.load(Ordering::Acquire) != 0 {
+        compiler_fence(Ordering::SeqCst);
+        if FLAGS.load(Ordering::Acquire) != 0 {
             self.enter_slow();
         }
     }
@@ -447,19 +446,18 @@ impl ThreadHeap {
     #[cold]
     fn enter_slow(&self) {
         loop {
+            if FLAGS.load(Ordering::Relaxed) & FENCE != 0 {
+                fence(Ordering::SeqCst);
+            }
+            if FLAGS.load(Ordering::Acquire) & REQUEST == 0 {
+                return;
+            }
             self.own.busy.store(false, Ordering::Release);
-            while REQUEST.load(Ordering::Acquire) != 0 {
+            while FLAGS.load(Ordering::Acquire) & REQUEST != 0 {
                 yield_now();
             }
             self.own.busy.store(true, Ordering::Relaxed);
-            if FENCE.load(Ordering::Relaxed) {
-                fence(Ordering::SeqCst);
-            } else {
-                compiler_fence(Ordering::SeqCst);
-            }
-            if REQUEST.load(Ordering::Acquire) == 0 {
-                return;
-            }
+            compiler_fence(Ordering::SeqCst);
         }
     }
 
@@ -856,12 +854,12 @@ fn quiesce_begin() {
     while READER.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         yield_now();
     }
-    REQUEST.store(1, Ordering::SeqCst);
+    FLAGS.fetch_or(REQUEST, Ordering::SeqCst);
     barrier();
 }
 
 fn quiesce_end() {
-    REQUEST.store(0, Ordering::Release);
+    FLAGS.fetch_and(!REQUEST, Ordering::Release);
     READER.store(false, Ordering::Release);
 }
 
@@ -932,7 +930,7 @@ extern "C" fn after_fork_in_child() {
             }
         }
     });
-    REQUEST.store(0, Ordering::Relaxed);
+    FLAGS.fetch_and(!REQUEST, Ordering::Relaxed);
     READER.store(false, Ordering::Relaxed);
     REGISTRY.store(false, Ordering::Relaxed);
     ATFORK.store(ATFORK_DONE, Ordering::Relaxed);
@@ -974,6 +972,9 @@ pub struct PyMalloc {
     config: Config,
     /// The shared state, mapped by the first call; null before.
     shared: AtomicPtr<Shared>,
+    /// `tag << 6 | slot` of the shared state once published, 0 before: the fast path finds the
+    /// calling thread's heap from this and its thread-local table, without reading `shared`.
+    key: AtomicUsize,
 }
 
 // SAFETY: all shared state is reached through atomics or through the heap protocol of the
@@ -990,7 +991,18 @@ impl PyMalloc {
 
     /// pymalloc with another (validated) layout.
     pub const fn with_config(config: Config) -> Self {
-        PyMalloc { config, shared: AtomicPtr::new(core::ptr::null_mut()) }
+        PyMalloc { config, shared: AtomicPtr::new(core::ptr::null_mut()), key: AtomicUsize::new(0) }
+    }
+
+    /// The calling thread's heap, or null when it has none yet (or before the first call).
+    /// A thread's table holds (0, null) or (a tag >= 1, its heap) per slot, so the key 0 of a
+    /// value not yet initialised finds null.
+    #[inline(always)]
+    fn mine_fast(&self) -> *mut ThreadHeap {
+        const _: () = assert!(SLOTS == 64);
+        let key = self.key.load(Ordering::Acquire);
+        let (tag, th) = MINE.with(|m| m[key & (SLOTS - 1)].get());
+        if tag == key >> 6 { th } else { core::ptr::null_mut() }
     }
 
     #[inline(always)]
@@ -1018,7 +1030,6 @@ impl PyMalloc {
             slot,
             tag,
             config: self.config,
-            threshold: self.config.small_request_threshold(),
             granularity: self.config.alignment(),
             locked: self.config.debug(),
             owners,
@@ -1041,8 +1052,11 @@ impl PyMalloc {
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
-            // SAFETY: published; lives until this value is dropped.
-            Ok(_) => unsafe { &*sh },
+            Ok(_) => {
+                self.key.store(tag << 6 | slot, Ordering::Release);
+                // SAFETY: published; lives until this value is dropped.
+                unsafe { &*sh }
+            }
             Err(theirs) => {
                 // Another thread's first call won: give this slot and state back.
                 // SAFETY: `sh` was never published through `self`, and no heap was used.
@@ -1193,6 +1207,18 @@ impl PyMalloc {
     }
 }
 
+impl PyMalloc {
+    /// Allocations off the pool path: raw blocks, and every call of a debug layout.
+    #[inline(never)]
+    fn alloc_other(&self, layout: Layout) -> *mut u8 {
+        let sh = self.shared();
+        if sh.locked {
+            return sh.locked_heap().locked_op(|h| h.alloc_aligned(layout.size(), layout.align()));
+        }
+        sh.raw_alloc(layout.size(), layout.align())
+    }
+}
+
 /// Adds one heap's statistics into `t`.
 fn add_stats(t: &mut Stats, s: &Stats) {
     t.arenas_allocated_total += s.arenas_allocated_total;
@@ -1270,16 +1296,20 @@ impl Default for PyMalloc {
 unsafe impl GlobalAlloc for PyMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let sh = self.shared();
-        if sh.locked {
-            return sh.locked_heap().locked_op(|h| h.alloc_aligned(layout.size(), layout.align()));
-        }
         let size = layout.size();
-        if size.wrapping_sub(1) < sh.threshold && layout.align() <= sh.granularity {
-            let class = (size - 1) >> sh.granularity.trailing_zeros();
-            // SAFETY: `mine` is the calling thread's heap, which it owns.
+        let c = &self.config;
+        if size.wrapping_sub(1) < c.threshold
+            && layout.align() <= 1 << c.alignment_shift
+            && !c.debug
+        {
+            let class = (size - 1) >> c.alignment_shift;
+            let mut th = self.mine_fast();
+            if th.is_null() {
+                th = self.shared().mine();
+            }
+            // SAFETY: `th` is the calling thread's heap, which it owns.
             unsafe {
-                (*sh.mine()).owner_op(|th, h| {
+                (*th).owner_op(|th, h| {
                     // Remote frees are taken back when this class has no used pool, i.e.
                     // before the heap would take a new pool for it (and at thread exit, and by
                     // `stats`): the owner's fast path never touches the line pushers write.
@@ -1290,12 +1320,31 @@ unsafe impl GlobalAlloc for PyMalloc {
                 })
             }
         } else {
-            sh.raw_alloc(size, layout.align())
+            self.alloc_other(layout)
         }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        let mine = self.mine_fast();
+        // The common case first: a block of the calling thread's own heap, found by that
+        // heap's own map (the free repeats the same lookup, which the compiler merges).
+        if !mine.is_null() {
+            // SAFETY: `mine` is the calling thread's heap; ptr is a live block of this
+            // allocator (GlobalAlloc contract), freed here only if that heap owns it.
+            let freed = unsafe {
+                (*mine).owner_op(|_, h| {
+                    let own = h.owns(ptr);
+                    if own {
+                        h.free(ptr);
+                    }
+                    own
+                })
+            };
+            if freed {
+                return;
+            }
+        }
         let sh = self.shared();
         if sh.locked {
             // SAFETY: GlobalAlloc contract: ptr is a live block of this allocator.
@@ -1304,17 +1353,11 @@ unsafe impl GlobalAlloc for PyMalloc {
         match sh.owners.lookup(ptr.addr()) {
             // SAFETY: GlobalAlloc contract; in no arena, so a raw block.
             None => unsafe { sh.raw_free(ptr) },
-            Some((owner, base)) => {
-                let owner = owner.cast::<ThreadHeap>();
-                if owner == sh.mine_if_any() {
-                    // SAFETY: the calling thread owns the heap; ptr is its live block.
-                    unsafe { (*owner).owner_op(|_, h| h.free(ptr)) }
-                } else {
-                    // SAFETY: a live block of `owner`'s heap, which lives as long as `self`,
-                    // re-derived from its arena's base.
-                    unsafe { (*owner).remote_free(base.with_addr(ptr.addr())) }
-                }
-            }
+            // SAFETY: a live block of another thread's heap (not this thread's: its map said
+            // no), which lives as long as `self`, re-derived from its arena's base.
+            Some((owner, base)) => unsafe {
+                (*owner.cast::<ThreadHeap>()).remote_free(base.with_addr(ptr.addr()))
+            },
         }
     }
 
