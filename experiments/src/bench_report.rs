@@ -110,6 +110,9 @@ pub struct BenchResults {
     pub criterion_dir: String,
     /// One entry per benchmark, sorted by group, pattern, size, allocator.
     pub benchmarks: Vec<Benchmark>,
+    /// Resident memory after `mstress` and `mleak` (see [`crate::bench_rss`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rss: Vec<crate::bench_rss::RssRow>,
 }
 
 impl BenchResults {
@@ -260,7 +263,8 @@ pub fn collect(args: &BenchReportArgs) -> Result<BenchResults> {
     if let Some(t) = newest {
         meta.date = utc_date(t);
     }
-    Ok(BenchResults { meta, criterion_dir: dir.display().to_string(), benchmarks })
+    let rss = crate::bench_rss::read(&dir).unwrap_or_default();
+    Ok(BenchResults { meta, criterion_dir: dir.display().to_string(), benchmarks, rss })
 }
 
 /// Every `new` folder holding a benchmark.json, below `dir` (criterion's `report` folders and
@@ -706,7 +710,7 @@ pub fn render(results: &BenchResults, docs: &Path) -> Result<()> {
         render::write_file(&docs.join(&file), &group_chart(r, &group)?)?;
         md.push_str(&format!("\n![{group}]({file})\n\n"));
     }
-    md.push_str(&crate::bench_rss::section(Path::new(&r.criterion_dir)));
+    md.push_str(&crate::bench_rss::section(&r.rss));
     md.push_str(
         "## Appendix: the project's own targets\n\nThe goals arenalab set itself for its \
          pymalloc model's speed, for the project's maintainers rather than the reader: each is \

@@ -4,7 +4,9 @@
 //! The `threads` benchmark group ends by running `RSS_ROUNDS` rounds (benches/src/threads.rs)
 //! of each workload on each allocator in a forked child (the allocators all live in the
 //! benchmark process, so only a child measures one of them apart) and writes
-//! `threads-rss.json` in the criterion folder:
+//! `threads-rss.json` in the criterion folder; `arenalab bench-report` reads it ([`read`]) into
+//! `docs/results/benchmarks.json` (field `rss`), and the page is rendered from there
+//! ([`section`]), so that it stays exactly what the committed results render to:
 //!
 //! ```json
 //! {"version":1,"rows":[{"workload":"mleak","allocator":"pymalloc","rounds":20,
@@ -17,14 +19,14 @@
 //! shows the growth over the run (last round − before) and across rounds (last − first): for
 //! `mleak` the second should be about zero, as short-lived threads must not leak.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The file the benchmark writes, in the criterion folder.
 pub const FILE: &str = "threads-rss.json";
 
 /// One row of the file.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 pub struct RssRow {
     /// `mstress` or `mleak`.
     pub workload: String,
@@ -83,29 +85,23 @@ fn group(v: u64) -> String {
     out
 }
 
-/// The Markdown section (a heading, an explanation, a table), from the rows of `criterion_dir`'s
-/// `threads-rss.json`; when that file cannot be read, the heading and a note saying why.
+/// The Markdown section (a heading, an explanation, a table) for `rows`; with no rows, the
+/// heading and a note saying how they are recorded.
 ///
 /// ```
-/// let md = arenalab::bench_rss::section(std::path::Path::new("/nonexistent"));
+/// let md = arenalab::bench_rss::section(&[]);
 /// assert!(md.starts_with("## Resident memory after `mstress` and `mleak`"));
 /// assert!(md.contains("Not recorded"));
 /// ```
-pub fn section(criterion_dir: &Path) -> String {
+pub fn section(rows: &[RssRow]) -> String {
     let mut md = String::from("## Resident memory after `mstress` and `mleak`\n\n");
-    let rows = match read(criterion_dir) {
-        Ok(rows) if !rows.is_empty() => rows,
-        Ok(_) => {
-            md.push_str("Not recorded: the file has no rows.\n\n");
-            return md;
-        }
-        Err(why) => {
-            md.push_str(&format!(
-                "Not recorded: {why}. The `threads` group of `cargo bench` writes it.\n\n"
-            ));
-            return md;
-        }
-    };
+    if rows.is_empty() {
+        md.push_str(
+            "Not recorded in these results: the `threads` group of `cargo bench` writes \
+             `threads-rss.json` in the criterion folder, and `arenalab bench-report` reads it.\n\n",
+        );
+        return md;
+    }
     md.push_str(
         "Each workload ran again on each allocator in a forked child of the benchmark process \
          (the allocators share that process, so only a child measures one apart), and the \
@@ -117,7 +113,7 @@ pub fn section(criterion_dir: &Path) -> String {
          | workload | allocator | rounds | RSS before (KiB) | growth over the run (KiB) | \
          across rounds (KiB) | held after (KiB) |\n|---|---|---|---|---|---|---|\n",
     );
-    for r in &rows {
+    for r in rows {
         let (Some(&first), Some(&last)) = (r.rounds_kib.first(), r.rounds_kib.last()) else {
             continue;
         };
@@ -152,14 +148,14 @@ mod tests {
 ]}"#,
         )
         .unwrap();
-        let md = section(&dir);
+        let md = section(&read(&dir).unwrap());
         assert!(
             md.contains("| `mleak` | `pymalloc` | 3 | 1,000 | +3,900 | -100 | 2,048 |"),
             "{md}"
         );
         assert!(md.contains("| `mstress` | `system` | 2 | 1,000 | +2,500 | +500 | - |"), "{md}");
         std::fs::write(dir.join(FILE), "{\"version\":2,\"rows\":[]}").unwrap();
-        assert!(section(&dir).contains("version 2, not 1"));
+        assert!(read(&dir).unwrap_err().contains("version 2, not 1"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
