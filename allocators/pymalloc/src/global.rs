@@ -23,7 +23,8 @@
 //!   thread B frees a block of heap A:       heap A's remote stack (Treiber)
 //!     block.link = head                       head -> b3 -> b2 -> b1 -> null
 //!     CAS(head: link -> block)                (each link is the block's own first word)
-//!   thread A, allocating from a class that has no used pool left (about to take a pool):
+//!   thread A, every 32nd allocation, or when a class has no used pool left (about to take
+//!   a new pool):
 //!     if head != null: swap(head, null) and free every block of the chain into its heap
 //! ```
 //!
@@ -35,9 +36,14 @@
 //! from the other core; drained only before a new pool, `threads/producer-consumer` let the
 //! stack grow to thousands of blocks, the heap grew meanwhile, and walking the cold chain took
 //! two thirds of its allocation time (10× mimalloc). Every 32nd keeps the chain short and the
-//! line mostly with the pushers. Blocks
-//! waiting there still count as in use until drained; [`PyMalloc::stats`] drains every stack
-//! first, so its figures are those of the frees done.
+//! line mostly with the pushers. Blocks waiting there still count as in use until drained;
+//! [`PyMalloc::stats`] drains every stack first, so its figures are those of the frees done.
+//!
+//! The owner's own calls never read another heap: an allocation goes to its heap; a free is
+//! first looked up in its heap's own map (a hit is the plain heap free), and only a miss asks
+//! the shared map, for another heap's block (pushed) or a raw block (libc). The thread's heap
+//! is found from a key in the `PyMalloc` value (slot and generation) and a thread-local table,
+//! without reading the shared state.
 //!
 //! ## 3. Threads that exit: abandoned heaps, adopted or drained
 //!
@@ -57,16 +63,17 @@
 //! ## 4. Reading every heap: an asymmetric handshake
 //!
 //! Statistics, snapshots, `check_invariants`, [`PyMalloc::with_heap`] and `fork()` need every
-//! heap still. The owner's side costs two plain stores and a load per call:
+//! heap still. The owner's side costs two plain stores and two loads per call (its `busy`
+//! flag, to catch re-entry, and one process-wide flag word):
 //!
 //! ```text
 //!   owner (every call)                      reader (rare)
-//!   busy = 1          (relaxed store)       lock READER; REQUEST = 1
+//!   busy = 1          (relaxed store)       lock READER; FLAGS |= REQUEST
 //!   compiler fence                          membarrier(PRIVATE_EXPEDITED)
-//!   if REQUEST: busy = 0, wait, retry       for each heap: owned -> wait until busy == 0
+//!   if FLAGS: busy = 0, wait, retry         for each heap: owned -> wait until busy == 0
 //!   ... the heap operation ...                              abandoned -> hold it (CAS)
 //!   busy = 0          (release store)       ... read (and drain) every heap ...
-//!                                           let go; REQUEST = 0; unlock READER
+//!                                           let go; FLAGS &= !REQUEST; unlock READER
 //! ```
 //!
 //! `membarrier` makes every running thread of the process execute a full memory barrier
@@ -74,8 +81,10 @@
 //! of `REQUEST` sees 1 (Dekker's pattern with the owner's fence moved to the reader). The
 //! process registers for it once (`MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED`); where the
 //! kernel refuses, owners execute a real fence instead (flag `FENCE`, in the same word as
-//! `REQUEST`: the owner's path loads one word). A reader walks an
-//! owned heap only after seeing `busy == 0` and the state still owned by the same thread.
+//! `REQUEST`, so that the owner's path tests one word). A reader walks an owned heap only
+//! after seeing `busy == 0` and the state still owned by the same thread; an owner changes
+//! its heap's state (abandons it at thread exit) only inside a call, so it stays owned and
+//! still until the reader lets go.
 //! Readers are serialized by one flag; they cost a system call and a walk of every heap, so
 //! they belong in tests and reports, not on a hot path.
 //!
