@@ -217,3 +217,50 @@ fn a_block_freed_twice_by_another_thread_is_found_on_the_remote_free_list() {
     assert!(err.what.contains("remote-free list"), "{err}");
     std::mem::forget(keep_alive);
 }
+
+#[test]
+fn a_debug_layout_keeps_one_heap_that_every_thread_takes_in_turn() {
+    const DEBUG: Config = match Config::builder(Preset::Cpython310).debug(true).build() {
+        Ok(c) => c,
+        Err(_) => panic!("the 3.10 layout in debug mode is valid"),
+    };
+    static PY: PyMalloc = PyMalloc::with_config(DEBUG);
+    // Each thread allocates, frees half, and hands the rest to the next thread to free: every
+    // free of a debug layout is checked against the one heap's records.
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut keep = Vec::new();
+                for i in 0..5_000usize {
+                    let l = Layout::from_size_align(8 + (i * 13 + t) % 700, 8).unwrap();
+                    // SAFETY: non-zero size.
+                    let p = unsafe { PY.alloc(l) };
+                    // SAFETY: a live block of at least `l.size()` bytes.
+                    unsafe { p.write_bytes(0x5A, l.size()) };
+                    if i % 2 == 0 {
+                        // SAFETY: live, freed once.
+                        unsafe { PY.dealloc(p, l) };
+                    } else {
+                        keep.push((p as usize, l));
+                    }
+                }
+                keep
+            })
+        })
+        .collect();
+    let kept: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    std::thread::scope(|s| {
+        for blocks in &kept {
+            s.spawn(move || {
+                for &(p, l) in blocks {
+                    // SAFETY: live blocks, each freed once (by another thread than its own).
+                    unsafe { PY.dealloc(p as *mut u8, l) };
+                }
+            });
+        }
+    });
+    PY.check_invariants().unwrap();
+    let s = PY.stats();
+    assert_eq!((s.blocks_in_use(), s.raw_blocks_current), (0, 0));
+    assert_eq!(PY.heap_count(), HeapCount { heaps: 1, abandoned: 1 });
+}
