@@ -161,7 +161,29 @@ fn threads_group(c: &mut Criterion<Clock>) {
             })
         });
     }
+    let per_round = (threads::CHURN_THREADS * threads::MSTRESS_STEPS) as u64;
+    g.throughput(Throughput::Elements(per_round));
+    for a in lineup::Allocator::ALL {
+        g.bench_function(id("mstress", a.name(), threads::CHURN_THREADS), |b| {
+            b.iter_custom(|iters| threads::mstress(a, iters, SEED))
+        });
+    }
+    g.throughput(Throughput::Elements((threads::CHURN_THREADS * threads::MLEAK_BLOCKS) as u64));
+    for a in lineup::Allocator::ALL {
+        g.bench_function(id("mleak", a.name(), threads::CHURN_THREADS), |b| {
+            b.iter_custom(|iters| threads::mleak(a, iters, SEED, |_| {}))
+        });
+    }
     g.finish();
+    threads::write_rss_json(&criterion_dir().join("threads-rss.json"), SEED);
+}
+
+/// Where criterion writes: `$CARGO_TARGET_DIR/criterion`, else the workspace's target/criterion.
+fn criterion_dir() -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if !t.is_empty() => std::path::PathBuf::from(t).join("criterion"),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"),
+    }
 }
 
 struct PortsGroup<'a, 'c>(&'a mut BenchmarkGroup<'c, Clock>);

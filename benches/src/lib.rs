@@ -7,7 +7,7 @@
 //! | `system`        | glibc `malloc`/`free` through Rust's `System` (`&dyn GlobalAlloc`)   |
 //! | `mimalloc`      | mimalloc's `GlobalAlloc`                                             |
 //! | `jemalloc`      | tikv-jemallocator's `GlobalAlloc`                                    |
-//! | `pymalloc`      | `pymalloc::PyMalloc`: one pymalloc heap behind a lock                |
+//! | `pymalloc`      | `pymalloc::PyMalloc`: one pymalloc heap per thread, no lock          |
 //! | `pymalloc-heap` | `pymalloc::Heap` called directly: no lock, no `Layout`, one thread   |
 //! | `pymalloc-heap-cached` | the same heap, but emptied arenas stay mapped in a cache (`pymalloc::os::Cached`, not CPython's behaviour) |
 //! | `cpython-obmalloc-3.11` | CPython's real `PyObject_Malloc`/`PyObject_Free`, from the interpreter's libpython loaded at run time ([`contender::real_obmallocs`]; one per interpreter chosen) |

@@ -80,7 +80,11 @@ const GROUPS: [(&str, &[&str], &str); 6] = [
     ("order", &["lifo", "fifo", "shuffled"], "a batch of 64 B blocks freed LIFO, FIFO or shuffled"),
     ("churn", &["random"], "a live working set; each step frees a random block, allocates 8-512 B"),
     ("scaling", &["alloc-all-free-all"], "allocate N 64 B blocks, free them all; per element"),
-    ("threads", &["producer-consumer", "larson"], "two threads: cross-thread frees"),
+    (
+        "threads",
+        &["producer-consumer", "larson", "mstress", "mleak"],
+        "cross-thread frees; threads that come and go",
+    ),
     ("ports", &["glibc-simple", "sh6bench"], "glibc's bench-malloc-simple, sh6bench-style sweep"),
 ];
 
@@ -148,6 +152,9 @@ pub struct BenchResults {
     /// not saved in this one), attached by whoever loads both; shown in their own section.
     #[serde(skip)]
     pub instructions: Option<crate::bench_instr::InstrResults>,
+    /// Resident memory after `mstress` and `mleak` (see [`crate::bench_rss`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rss: Vec<crate::bench_rss::RssRow>,
 }
 
 impl BenchResults {
@@ -320,11 +327,19 @@ pub fn collect(args: &BenchReportArgs) -> Result<BenchResults> {
     if let Some(t) = newest {
         meta.date = utc_date(t);
     }
+    // No RSS file: the benches were run without the `threads` group (the page says so); a file
+    // that is there but unreadable is bad input.
+    let rss = if dir.join(crate::bench_rss::FILE).exists() {
+        crate::bench_rss::read(&dir).map_err(Error::Usage)?
+    } else {
+        Vec::new()
+    };
     Ok(BenchResults {
         meta,
         criterion_dir: dir.display().to_string(),
         benchmarks,
         instructions: None,
+        rss,
     })
 }
 
@@ -841,6 +856,7 @@ pub fn appended_sections(r: &BenchResults, docs: &Path) -> Result<String> {
     // One line per module, e.g. `out.push_str(&crate::<module>::section(r, docs)?);`
     out.push_str(&crate::bench_instr::section(r.instructions.as_ref()));
     out.push('\n');
+    out.push_str(&crate::bench_rss::section(&r.rss));
     let _ = docs;
     Ok(out)
 }
@@ -1021,7 +1037,7 @@ pub fn render(results: &BenchResults, docs: &Path) -> Result<()> {
          the fairness caveats). Each cell is the **median time per operation** (one alloc+free \
          pair, one churn step) in nanoseconds, and in brackets that time **relative to mimalloc** \
          on the same row: below 1 is faster than mimalloc. `pymalloc` is the thread-safe global \
-         (one heap behind a lock); `pymalloc-heap` is the same heap called directly, with no \
+         (one heap per thread); `pymalloc-heap` is one such heap called directly, with no \
          lock, fresh for each benchmark; `pymalloc-heap-warm` (in `size` only) holds one live \
          block per size class, as an initialised interpreter does; `pymalloc-heap-cached` is \
          the heap with emptied arenas kept mapped for reuse instead of returned to the OS (not \

@@ -52,6 +52,7 @@
 
 pub mod bench_instr;
 pub mod bench_report;
+pub mod bench_rss;
 pub mod cli;
 pub mod cpython;
 pub mod error;

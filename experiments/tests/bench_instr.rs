@@ -145,6 +145,7 @@ fn the_instruction_target_compares_allocator_shares_with_the_real_obmalloc() {
         criterion_dir: String::new(),
         benchmarks: Vec::new(),
         instructions: Some(i),
+        rss: Vec::new(),
     };
     let t = arenalab::bench_report::obmalloc_targets(&r).pop().unwrap();
     assert!(t.goal.contains("instructions per pair") && t.goal.contains("cpython-obmalloc-3.11"));

@@ -115,7 +115,7 @@ static MIMALLOC: ::mimalloc::MiMalloc = ::mimalloc::MiMalloc;
 static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// One pymalloc per layout, in the order of [`pymalloc::Layout::ALL`]. A `PyMalloc` claims its
-/// lock slot and maps memory only on first use, so the unused ones cost nothing.
+/// slot and maps memory only on first use, so the unused ones cost nothing.
 static PYMALLOCS: [::pymalloc::PyMalloc; 4] = [
     ::pymalloc::PyMalloc::with_config(::pymalloc::Layout::ALL[0].config()),
     ::pymalloc::PyMalloc::with_config(::pymalloc::Layout::ALL[1].config()),

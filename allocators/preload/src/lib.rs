@@ -54,11 +54,13 @@
 //! * **Never through itself.** The heap's bookkeeping is mapped with `mmap`; the library hands
 //!   the model only requests it serves from pools (its raw allocator, which calls `malloc`,
 //!   would come back here), and uses `getenv` and `write(2)`, never Rust's allocating APIs.
-//! * **Threads** share the heap behind [`PyMalloc`]'s lock (one interpreter's pymalloc under the
-//!   GIL: a model of CPython, not a fast allocator).
+//! * **Threads** each get their own heap of [`PyMalloc`] (as each interpreter with its own GIL
+//!   has its own obmalloc state in CPython 3.12); a block freed by another thread goes back to
+//!   its owner's heap, found through the model's shared arena map (`PyMalloc::owns`).
 //! * **`fork` in a multi-threaded program.** [`PyMalloc`] registers `pthread_atfork` handlers
-//!   on its first call (the initialisation makes that call): the lock is taken before the fork
-//!   and reset in the child, so the child never inherits a lock held by a thread it lacks.
+//!   on its first call (the initialisation makes that call): before the fork every heap is
+//!   brought to a still point, and in the child the heaps of threads it lacks are abandoned,
+//!   consistent, for its own threads to adopt.
 //! * **Edge cases.** `free(NULL)` does nothing; `calloc` and `reallocarray` whose product
 //!   overflows return null with `errno = ENOMEM`; `realloc(NULL, n)` is `malloc(n)`;
 //!   `realloc(p, 0)` frees `p` and returns null (glibc's behaviour); an alignment that is not a
@@ -66,11 +68,12 @@
 //!   pointer size too); `malloc_usable_size` answers for pool blocks (the block size), real
 //!   blocks (the real allocator's answer) and bootstrap blocks (their recorded size).
 
+use core::alloc::{GlobalAlloc, Layout as BlockLayout};
 use core::cell::UnsafeCell;
 use core::ffi::{CStr, c_int, c_void};
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use pymalloc::{Config, Heap, Layout, PyMalloc, Stats};
+use pymalloc::{Config, Layout, PyMalloc, Stats};
 
 mod record;
 
@@ -269,7 +272,7 @@ unsafe fn bootstrap_size(p: *const c_void) -> usize {
 // ------------------------------------------------------------------------------- the model
 
 /// One heap per preset; the one `ARENALAB_PRESET` names is used, the others are never touched
-/// (a `PyMalloc` maps nothing and claims no lock slot before its first call).
+/// (a `PyMalloc` maps nothing and claims no slot before its first call).
 static HEAPS: [PyMalloc; 3] = [
     PyMalloc::with_config(Config::CPYTHON_3_10),
     PyMalloc::with_config(Config::CPYTHON_3_8),
@@ -409,7 +412,8 @@ fn alloc(size: usize, align: usize) -> *mut c_void {
         return record::malloc(size, real);
     }
     if served(size, align) {
-        let p = heap().with_heap(|h| h.alloc(size));
+        // SAFETY: `served` sizes are non-zero, with the granularity as alignment.
+        let p = unsafe { heap().alloc(BlockLayout::from_size_align_unchecked(size, 1)) };
         if p.is_null() {
             set_errno(libc::ENOMEM);
         }
@@ -424,15 +428,16 @@ fn alloc(size: usize, align: usize) -> *mut c_void {
 /// # Safety
 /// `p` is a live block of this library.
 unsafe fn model_free(p: *mut c_void) -> bool {
-    heap().with_heap(|h: &mut Heap| {
-        if h.owns(p.cast()) {
-            // SAFETY: a live block inside the model's arenas (caller contract).
-            unsafe { h.free(p.cast()) };
-            true
-        } else {
-            false
-        }
-    })
+    // One heap per thread: the model's shared arena map finds the owner of a block from any
+    // thread, lock-free.
+    if heap().owns(p.cast()) {
+        // SAFETY: a live block inside the model's arenas (caller contract); the layout is not
+        // read by pymalloc's dealloc.
+        unsafe { heap().dealloc(p.cast(), BlockLayout::from_size_align_unchecked(1, 1)) };
+        true
+    } else {
+        false
+    }
 }
 
 /// `malloc(3)` on the model.
@@ -508,7 +513,7 @@ unsafe fn usable(p: *mut c_void) -> usize {
         return unsafe { bootstrap_size(p) };
     }
     if ready()
-        && let Some(n) = heap().with_heap(|h| h.block_size(p.cast()))
+        && let Some(n) = heap().block_size(p.cast())
     {
         return n;
     }
@@ -542,15 +547,15 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     }
     if served(size, 1) {
         // A pool block stays in the model.
-        let r = heap().with_heap(|h| {
-            if h.owns(p.cast()) {
-                // SAFETY: a live block of the model (caller contract); `size` is served, so
-                // the heap's realloc takes a pool block and never calls its raw allocator.
-                Some(unsafe { h.realloc(p.cast(), size) })
-            } else {
-                None
-            }
-        });
+        let r = if heap().owns(p.cast()) {
+            // SAFETY: a live block of the model (caller contract); `size` is served, so the
+            // heap's realloc takes a pool block and never calls its raw allocator.
+            Some(unsafe {
+                heap().realloc(p.cast(), BlockLayout::from_size_align_unchecked(1, 1), size)
+            })
+        } else {
+            None
+        };
         match r {
             Some(q) if q.is_null() => {
                 set_errno(libc::ENOMEM);
@@ -559,7 +564,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
             Some(q) => return q.cast(),
             None => {}
         }
-    } else if heap().with_heap(|h| h.owns(p.cast())) {
+    } else if heap().owns(p.cast()) {
         // Grows past the threshold: to the real allocator.
         // SAFETY: caller contract.
         return unsafe { move_block(p, size) };

@@ -19,7 +19,8 @@
 //!   version `[0, 0, 0]`, the program (`/proc/self/exe`) and its arguments; no arena records
 //!   follow (the real allocator has no arenas), so every block's recorded place is "raw".
 //! * **Threads.** The format has no thread field: calls are written in the order they took the
-//!   recording lock (the heap's [`pymalloc::PyMalloc`] lock, which also makes `fork` safe), and
+//!   recording lock (`pymalloc::PyMalloc::with_heap`, which stills every heap for the call and
+//!   also makes `fork` safe), and
 //!   a replay runs them in that order on one thread. A multi-threaded program's replay is thus
 //!   one interleaving of its calls, the one that happened; per-thread caches of mimalloc or
 //!   jemalloc, which would have served each thread apart, are not exercised.

@@ -75,10 +75,13 @@
 //! | [`stats`] | counters and the `sys._debugmallocstats()` report |
 //! | [`snapshot`] | the occupancy of every pool, for pictures |
 //! | `debug` | debug mode: 24 bytes more per block (32 for 3.7 and earlier), poisoning, guard bytes, checked frees |
-//! | [`global`] | [`PyMalloc`], the thread-safe `GlobalAlloc` type |
+//! | [`global`] | [`PyMalloc`], the thread-safe `GlobalAlloc` type: one heap per thread |
+//! | `owners` | the lock-free map from arenas to the heap that owns them, for frees from other threads |
 //!
-//! [`Heap`] is single-threaded, like one interpreter under its GIL; [`PyMalloc`] puts one heap
-//! behind a lock and can be the `#[global_allocator]`. [`Heap::check_invariants`] walks every
+//! [`Heap`] is single-threaded, like one interpreter under its GIL; [`PyMalloc`] gives every
+//! thread a heap of its own (as CPython 3.12 gives each interpreter with its own GIL its own
+//! obmalloc state), sends blocks freed by other threads back to their owner without a lock, and
+//! can be the `#[global_allocator]`. [`Heap::check_invariants`] walks every
 //! structure against the invariants of the reference; the tests call it after every operation.
 //!
 //! ## Pointers and provenance
@@ -126,6 +129,7 @@ pub mod global;
 pub mod heap;
 mod invariants;
 pub mod os;
+mod owners;
 mod radix;
 pub mod snapshot;
 pub mod stats;

@@ -4,7 +4,8 @@
 //! child allocates boxes, strings and vectors on both sides of the 512-byte threshold (pool
 //! blocks and raw blocks), checks them, frees them and leaves with `_exit(0)`. Without fork
 //! handlers a child inherits the lock held by a thread that does not exist in it and waits
-//! forever; with them every child exits at once.
+//! forever; with them every child exits at once. In the child, the heaps of the three threads
+//! (which are not in it) are abandoned and only the forking thread's is owned.
 //!
 //! A child that has not exited after `PYMALLOC_FORK_TIMEOUT_MS` milliseconds (default 10,000)
 //! is killed and counted as hung.
@@ -30,7 +31,10 @@ enum Outcome {
 /// would print through a stderr lock another thread may have held at the fork): a wrong byte
 /// is exit code 1.
 fn child_body() -> ! {
-    let mut ok = true;
+    // The other threads are not in the child: their heaps are abandoned there
+    // (consistent, for the child's own threads to adopt), and only this thread owns one.
+    let heaps = GLOBAL.heap_count();
+    let mut ok = heaps.abandoned + 1 == heaps.heaps;
     for &size in &[1usize, 8, 24, 100, 511, 512, 513, 1000, 4096, 70_000] {
         let v: Vec<u8> = (0..size).map(|i| i as u8).collect();
         let s = "x".repeat(size);

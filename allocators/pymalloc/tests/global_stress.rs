@@ -6,9 +6,14 @@
 //! bytes (reallocs within a class, across classes and out over the 512-byte threshold), shrinks
 //! one (`shrink_to_fit`, often back under the threshold), checks one, frees one, or sends one to
 //! the next thread of a ring through a channel, where the receiver checks it and then frees or
-//! grows it (frees and reallocs of blocks allocated by another thread). Every byte of every buffer follows a pattern derived from the buffer's seed,
-//! and every buffer is checked whole before it is freed. Meanwhile the main thread calls
-//! `check_invariants()` every 20 ms.
+//! grows it (frees and reallocs of blocks allocated by another thread: with one heap per
+//! thread, pushes onto the owner's remote-free stack). Every byte of every buffer follows a
+//! pattern derived from the buffer's seed, and every buffer is checked whole before it is
+//! freed. Meanwhile the main thread, every 20 ms, calls `check_invariants()` (every heap and
+//! every remote-free stack) and runs a short-lived thread that allocates a batch of buffers and
+//! exits; the main thread frees half of the batch at once (into the abandoned heap) and half
+//! after the next short-lived thread has adopted that heap (remote frees to its new owner).
+//! The heaps never outnumber the threads that ever lived at once.
 //!
 //! It runs for `PYMALLOC_STRESS_SECS` seconds (default 10; CI runs the default):
 //! `PYMALLOC_STRESS_SECS=60 cargo test --release -p pymalloc --test global_stress`. At the end
@@ -102,6 +107,13 @@ struct Counts {
     sent: AtomicU64,
     received: AtomicU64,
     checks: AtomicU64,
+    churned: AtomicU64,
+}
+
+/// A short-lived thread's work: a batch of buffers that outlive it.
+fn short_lived(batch: u64) -> Vec<Buffer> {
+    let mut rng = Rng(0xC0FF_EE00_0000_0001 ^ batch.wrapping_mul(0x9E37_79B9));
+    (0..256).map(|i| Buffer::new((1 << 63) | (batch << 16) | i, random_size(&mut rng))).collect()
 }
 
 fn worker(
@@ -206,11 +218,21 @@ fn run(duration: Duration, counts: &Counts) -> u64 {
             threads.push(s.spawn(move || worker(t, stop, counts, to_next, from_prev)));
         }
         let start = Instant::now();
+        let mut kept: Vec<Buffer> = Vec::new();
+        let mut batch = 0u64;
         while start.elapsed() < duration {
             std::thread::sleep(Duration::from_millis(20));
             GLOBAL.check_invariants().unwrap();
             invariant_checks += 1;
+            batch += 1;
+            let mut buffers = std::thread::spawn(move || short_lived(batch)).join().unwrap();
+            for b in kept.drain(..).chain(buffers.drain(buffers.len() / 2..)) {
+                b.check();
+            }
+            kept = buffers;
+            counts.churned.fetch_add(1, Ordering::Relaxed);
         }
+        drop(kept);
         stop.store(true, Ordering::Relaxed);
         // Joined here, not by the end of the scope: that waits only for the closures to
         // return, this for the threads to exit (their thread-local state freed).
@@ -236,11 +258,12 @@ fn main() {
     let invariant_checks = run(Duration::from_secs_f64(secs), &counts);
     GLOBAL.check_invariants().unwrap();
     let after = GLOBAL.stats();
+    let heaps = GLOBAL.heap_count();
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
     eprintln!(
         "{secs} s: {} allocations, {} grows, {} shrinks, {} checks, {} buffers sent and {} \
          received across threads, {invariant_checks} invariant checks; {} arenas mapped and {} \
-         unmapped, {} at the peak",
+         unmapped, {} at the peak (summed over heaps); {} short-lived threads; {heaps:?}",
         c(&counts.allocs),
         c(&counts.grows),
         c(&counts.shrinks),
@@ -250,7 +273,11 @@ fn main() {
         after.arenas_allocated_total - before.arenas_allocated_total,
         after.arenas_reclaimed - before.arenas_reclaimed,
         after.arenas_highwater,
+        c(&counts.churned),
     );
+    // The ring's threads, the main thread, and one short-lived thread at a time.
+    assert!(heaps.heaps <= THREADS + 2, "{heaps:?}: short-lived threads did not adopt heaps");
+    assert!(c(&counts.churned) > 0);
     assert!(invariant_checks > 0, "PYMALLOC_STRESS_SECS={secs} is too short to check once");
     assert_eq!(c(&counts.sent), c(&counts.received), "every buffer sent was received");
     assert!(c(&counts.sent) > 0 && c(&counts.grows) > 0 && c(&counts.shrinks) > 0);
