@@ -512,8 +512,9 @@ unsafe fn usable(p: *mut c_void) -> usize {
         // SAFETY: a bootstrap block (caller contract).
         return unsafe { bootstrap_size(p) };
     }
+    // SAFETY: a live block (caller contract), of the model when it lies in one of its arenas.
     if ready()
-        && let Some(n) = heap().block_size(p.cast())
+        && let Some(n) = unsafe { heap().block_size(p.cast()) }
     {
         return n;
     }

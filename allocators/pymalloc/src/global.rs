@@ -1180,13 +1180,44 @@ impl PyMalloc {
     }
 
     /// The size of the pool block `p` lies in, or `None` when `p` is in no arena of this
-    /// value. `p` must be a live block for the answer to mean anything.
-    pub fn block_size(&self, p: *const u8) -> Option<usize> {
+    /// value (a raw block of libc).
+    ///
+    /// Any thread may ask, without the handshake: the answer is read from the block's pool
+    /// header, which only a live block keeps meaningful (and its arena mapped), so the call is
+    /// `unsafe`. A safe version cannot exist without a lock: for a pointer that is not a live
+    /// block, the arena may be unmapped by its owner between the lookup and the read.
+    ///
+    /// ```
+    /// use pymalloc::PyMalloc;
+    /// use std::alloc::{GlobalAlloc, Layout};
+    /// static PY: PyMalloc = PyMalloc::new();
+    /// let layout = Layout::from_size_align(20, 8).unwrap();
+    /// // SAFETY: a non-zero size; `p` is live while asked about, then freed once.
+    /// unsafe {
+    ///     let p = PY.alloc(layout);
+    ///     assert_eq!(PY.block_size(p), Some(32)); // 20 bytes round up to the 32-byte class
+    ///     PY.dealloc(p, layout);
+    /// }
+    /// ```
+    ///
+    /// Safe code cannot ask (a pointer that is not a live block would read freed memory):
+    ///
+    /// ```compile_fail,E0133
+    /// static PY: pymalloc::PyMalloc = pymalloc::PyMalloc::new();
+    /// let _ = PY.block_size(core::ptr::null());
+    /// ```
+    ///
+    /// # Safety
+    /// `p` is a live block of this `PyMalloc` (a pool block or a raw block), not freed before
+    /// the call returns.
+    pub unsafe fn block_size(&self, p: *const u8) -> Option<usize> {
         let sh = self.shared();
         let (_, base) = sh.owners.lookup(p.addr())?;
         let pool = PoolHeader::of(base.with_addr(p.addr()), sh.config.pool_size());
-        // SAFETY: a live block's pool is carved and classed; its `szidx` does not change while
-        // the block lives (the owner wrote it before handing the block out).
+        // SAFETY: `p` is a live pool block (caller contract; the lookup found its arena), so
+        // its arena stays mapped and its pool is carved and classed; the pool's `szidx` does
+        // not change while the block lives (the owner wrote it before handing the block out,
+        // and the hand-over to this thread ordered that write before this read).
         Some(unsafe { ((*pool).szidx as usize + 1) * sh.granularity })
     }
 
@@ -1432,7 +1463,8 @@ unsafe impl GlobalAlloc for PyMalloc {
                 // Another heap's block: CPython's rule (keep it when the new size still fits
                 // and is over 3/4 of the block), else a new block here and a remote free.
                 let p = base.with_addr(ptr.addr());
-                let block = self.block_size(p).unwrap_or(0);
+                // SAFETY: `p` is a live block of this value (GlobalAlloc contract).
+                let block = unsafe { self.block_size(p) }.unwrap_or(0);
                 if align <= sh.granularity && new_size <= block && 4 * new_size > 3 * block {
                     return ptr;
                 }

@@ -565,13 +565,15 @@ impl<S: ArenaSource> Heap<S> {
     }
 
     /// The size of the pool block `p` lies in (its usable size), or `None` when `p` is not
-    /// inside one of this heap's arenas. `p` must be a live block for the answer to mean
-    /// anything; it is only compared and its pool header read, never dereferenced itself.
+    /// inside a carved pool of a size class of one of this heap's arenas. `p` must be a live
+    /// block for the answer to mean anything; it is only compared and its pool header read,
+    /// never dereferenced itself.
     pub fn block_size(&self, p: *const u8) -> Option<usize> {
-        let pool = PoolHeader::of(self.in_arena(p)?, self.pool_size);
-        // SAFETY: `p` is inside a live arena, so its pool's header is mapped; a pool holding a
-        // live block is carved and classed (`szidx` written when the pool was initialised).
-        Some(unsafe { ((*pool).szidx as usize + 1) << self.alignment_shift })
+        let pool = self.carved_pool(self.in_arena(p)?.addr() & !(self.pool_size - 1))?;
+        // SAFETY: a carved pool of a live arena of this heap: its header is mapped and was
+        // initialised when the pool was carved (a pool beyond the carved ones is not read).
+        let szidx = unsafe { (*pool).szidx };
+        (szidx != NO_CLASS).then(|| (szidx as usize + 1) << self.alignment_shift)
     }
 
     // ---------------------------------------------------------------- raw allocator
