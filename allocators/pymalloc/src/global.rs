@@ -51,7 +51,8 @@
 //! the low bit set (held for a moment by that thread). A pthread-key destructor runs when a
 //! thread exits: it drains the thread's heaps and marks them abandoned, allocating nothing.
 //! A thread's first call on a `PyMalloc` adopts an abandoned heap (compare-exchange 0 → its
-//! token) before it maps a new one, so threads that come and go reuse the same few heaps.
+//! token; then it waits for the exiting thread's last call, which abandoned the heap, to
+//! return) before it maps a new one, so threads that come and go reuse the same few heaps.
 //! Blocks of an abandoned heap still live elsewhere: whoever frees one takes the heap
 //! (compare-exchange 0 → held), frees into it directly, drains its stack and lets it go
 //! again, so its pools empty and its arenas are unmapped as in any heap (the keep-one rule of
@@ -716,7 +717,19 @@ impl Shared {
                     .is_ok()
         });
         let th = match adopted {
-            Some(h) => h as *const ThreadHeap as *mut ThreadHeap,
+            Some(h) => {
+                // The exiting thread marks its heap abandoned inside its last call, and clears
+                // `busy` only when that call returns: wait for it, or this thread's first call
+                // would find the heap busy and abort as if it had re-entered. (Storing
+                // ABANDONED after `busy = 0` instead would change the state outside a call: a
+                // reader that had found the heap owned and still could then see it adopted and
+                // written while it reads.) The acquire load pairs with the exiting thread's
+                // release store of `busy = 0`: its last writes to the heap are visible here.
+                while h.own.busy.load(Ordering::Acquire) {
+                    yield_now();
+                }
+                h as *const ThreadHeap as *mut ThreadHeap
+            }
             None => self.new_heap(me),
         };
         MINE.with(|m| m[self.slot].set((self.tag, th)));
