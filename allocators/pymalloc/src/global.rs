@@ -86,6 +86,11 @@
 //! after seeing `busy == 0` and the state still owned by the same thread; an owner changes
 //! its heap's state (abandons it at thread exit) only inside a call, so it stays owned and
 //! still until the reader lets go.
+//! `REQUEST` is one flag for the whole process, so an owner waits for it whatever
+//! `PyMalloc` the reader reads, except on the reader's own thread (whose token the reader
+//! records): its calls go through, or a panic hook allocating inside
+//! [`PyMalloc::with_heap`], or a call through the global allocator from inside it, would wait
+//! for itself.
 //! Readers are serialized by one flag; they cost a system call and a walk of every heap, so
 //! they belong in tests and reports, not on a hot path.
 //!
@@ -149,6 +154,9 @@ const FENCE: u32 = 2;
 const DRAIN_TICKS: u32 = 32;
 /// Serializes readers.
 static READER: AtomicBool = AtomicBool::new(false);
+/// The token of the thread running a reader's handshake, 0 when none: [`REQUEST`] is
+/// process-wide, and the reader's own calls must not wait for it (point 4).
+static READER_TOKEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Tag (generation) of the `PyMalloc` using each slot; 0 when free. Changed under `REGISTRY`.
 static SLOT_TAG: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
@@ -467,6 +475,14 @@ impl ThreadHeap {
                 fence(Ordering::SeqCst);
             }
             if FLAGS.load(Ordering::Acquire) & REQUEST == 0 {
+                return;
+            }
+            // The reader itself (a call from inside `with_heap` of another `PyMalloc`, a
+            // panic hook's, another library's fork handler's): waiting would be for itself.
+            // Its heaps are its own to change; the one it hands to `f` is marked busy, so a
+            // call on that `PyMalloc` aborts as re-entry instead. Only the reader's thread
+            // finds its own token here, so a relaxed load suffices.
+            if READER_TOKEN.load(Ordering::Relaxed) == token() {
                 return;
             }
             self.own.busy.store(false, Ordering::Release);
@@ -887,12 +903,14 @@ fn quiesce_begin() {
     while READER.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         yield_now();
     }
+    READER_TOKEN.store(token(), Ordering::Relaxed);
     FLAGS.fetch_or(REQUEST, Ordering::SeqCst);
     barrier();
 }
 
 fn quiesce_end() {
     FLAGS.fetch_and(!REQUEST, Ordering::Release);
+    READER_TOKEN.store(0, Ordering::Relaxed);
     READER.store(false, Ordering::Release);
 }
 
@@ -964,6 +982,7 @@ extern "C" fn after_fork_in_child() {
         }
     });
     FLAGS.fetch_and(!REQUEST, Ordering::Relaxed);
+    READER_TOKEN.store(0, Ordering::Relaxed);
     READER.store(false, Ordering::Relaxed);
     REGISTRY.store(false, Ordering::Relaxed);
     ATFORK.store(ATFORK_DONE, Ordering::Relaxed);
@@ -1104,8 +1123,14 @@ impl PyMalloc {
     /// still: no other thread allocates from it or frees into it meanwhile (remote frees pile
     /// up on the stacks). The mutual exclusion the old single-heap `PyMalloc` gave, at the
     /// price of a reader's handshake (a `membarrier` system call): for callers that need a
-    /// moment when nothing moves, not for the hot path. `f` must not call this `PyMalloc`
-    /// (that aborts: re-entry) and should be short.
+    /// moment when nothing moves, not for the hot path. `f` should be short, and:
+    ///
+    /// * must not call this `PyMalloc` (that aborts: re-entry);
+    /// * may allocate and free through another `PyMalloc` that has had its first call (the
+    ///   global allocator, typically), but must not make the first call on one, nor drop
+    ///   one, nor `fork()`: those wait for a lock that a thread exiting meanwhile holds while
+    ///   it waits for this handshake to end (or, for `fork`, for the handshake's own lock): a
+    ///   deadlock.
     pub fn with_heap<R>(&self, f: impl FnOnce(&mut Heap<OwnedArenas>) -> R) -> R {
         let sh = self.shared();
         if sh.locked {

@@ -7,6 +7,11 @@
 //!   abandoned while its `busy` flag was still set; a starting thread adopting the heap in that
 //!   window found it busy and aborted ("re-entered"). A race: see the test for how often it was
 //!   caught before the fix.
+//! * `allocating_inside_with_heap_of_another_pymalloc_returns` and
+//!   `a_panic_inside_with_heap_of_another_pymalloc_aborts`: the reader's request is process-wide,
+//!   so inside `with_heap` of one `PyMalloc` the reader's own allocations through the global
+//!   `PyMalloc` waited for its own request to clear: a hang (and a panic there hung instead of
+//!   aborting). Deterministic.
 
 use pymalloc::PyMalloc;
 use std::io::Read;
@@ -110,4 +115,42 @@ fn threads_that_start_while_others_exit_never_abort() {
     let ended = run_child_for("threads_that_start_while_others_exit_never_abort", CHURN_MS)
         .expect("the child hung");
     assert_ok(ended);
+}
+
+static OTHER: PyMalloc = PyMalloc::new();
+
+#[test]
+fn allocating_inside_with_heap_of_another_pymalloc_returns() {
+    if in_child() {
+        drop(std::hint::black_box(vec![1u8; 8]));
+        OTHER.with_heap(|h| {
+            // Through the global PyMalloc, not `OTHER`: allowed, and must not wait for the
+            // request this very thread made.
+            let v = std::hint::black_box(vec![1u8; 16]);
+            assert!(h.stats().arenas_current <= 1);
+            drop(v);
+        });
+        return;
+    }
+    let ended = run_child_for("allocating_inside_with_heap_of_another_pymalloc_returns", 0)
+        .expect("the child hung: an allocation inside with_heap waited for its own reader");
+    assert_ok(ended);
+}
+
+#[test]
+fn a_panic_inside_with_heap_of_another_pymalloc_aborts() {
+    if in_child() {
+        drop(std::hint::black_box(vec![1u8; 8]));
+        OTHER.panic_while_locked();
+    }
+    let ended = run_child_for("a_panic_inside_with_heap_of_another_pymalloc_aborts", 0)
+        .expect("the child hung: the panic hook's allocation waited for its own reader");
+    assert_eq!(
+        ended.signal,
+        Some(libc::SIGABRT),
+        "exit code {:?}, stderr: {}",
+        ended.code,
+        ended.stderr
+    );
+    assert!(ended.stderr.contains("pymalloc: fatal error: "), "stderr: {}", ended.stderr);
 }
