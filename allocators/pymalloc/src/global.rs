@@ -50,6 +50,10 @@
 //! A heap's `state` word is its owner's thread token (owned), 0 (abandoned), or a token with
 //! the low bit set (held for a moment by that thread). A pthread-key destructor runs when a
 //! thread exits: it drains the thread's heaps and marks them abandoned, allocating nothing.
+//! Calls the thread makes after that (from another key's destructor: glibc runs them in
+//! rounds, at most four, and none after the last) own no heap: each holds an abandoned heap
+//! (or a new one) for the call only and lets it go, so no heap stays owned by a thread that
+//! is gone. The same when the key cannot be set (the thread's heaps are abandoned at once).
 //! A thread's first call on a `PyMalloc` adopts an abandoned heap (compare-exchange 0 → its
 //! token; then it waits for the exiting thread's last call, which abandoned the heap, to
 //! return) before it maps a new one, so threads that come and go reuse the same few heaps.
@@ -220,6 +224,8 @@ std::thread_local! {
     static MINE: [Mine; SLOTS] = const { [const { Cell::new((0, core::ptr::null_mut())) }; SLOTS] };
     /// Whether this thread has set [`EXIT_KEY`] (so its destructor will run).
     static KEY_SET: Cell<bool> = const { Cell::new(false) };
+    /// Whether [`thread_exit`] has run on this thread: its later calls borrow a heap (point 3).
+    static EXITED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// An id for the calling thread: never 0, even, unique among the process's live threads.
@@ -708,7 +714,8 @@ impl Shared {
         }
     }
 
-    /// The heap the calling thread owns, adopting or making one on its first call.
+    /// The heap the calling thread owns, adopting or making one on its first call; null when
+    /// the thread may not own one (see [`attach`](Self::attach)): the caller then borrows one.
     #[inline(always)]
     fn mine(&self) -> *mut ThreadHeap {
         let (tag, th) = MINE.with(|m| m[self.slot].get());
@@ -722,8 +729,16 @@ impl Shared {
         if tag == self.tag { th } else { core::ptr::null_mut() }
     }
 
+    /// The calling thread's first call: adopts an abandoned heap or makes one, and arms the
+    /// thread-exit key. Null, owning nothing, when the thread's exit destructor has run
+    /// already (a later key's destructor calling in glibc's last round of them would attach a
+    /// heap that no round abandons: owned by a dead thread for ever) or the key cannot be set
+    /// (`pthread_setspecific` failing for want of memory: same).
     #[cold]
     fn attach(&self) -> *mut ThreadHeap {
+        if EXITED.with(Cell::get) {
+            return core::ptr::null_mut();
+        }
         let me = token();
         let adopted = self.heaps().find(|h| {
             h.remote.state.load(Ordering::Relaxed) == ABANDONED
@@ -754,14 +769,55 @@ impl Shared {
             // run at thread exit. (glibc may allocate a second-level table for keys past 32
             // with its own calloc; under LD_PRELOAD that comes back here and finds this
             // thread's heap already recorded.)
-            unsafe {
+            let rc = unsafe {
                 libc::pthread_setspecific(
                     EXIT_KEY.load(Ordering::Relaxed),
                     core::ptr::dangling::<libc::c_void>(),
                 )
             };
+            if rc != 0 {
+                // No destructor would abandon this thread's heaps: abandon them now, as at its
+                // exit, and let its calls borrow heaps from now on.
+                // SAFETY: called outside any call on this thread's heaps (a first call), and
+                // outside the registry lock; the argument is unused.
+                unsafe { thread_exit(core::ptr::null_mut()) };
+                return core::ptr::null_mut();
+            }
         }
         th
+    }
+
+    /// A heap held by the calling thread for one call, for a thread that may not own one (see
+    /// [`attach`](Self::attach)): an abandoned heap, else a new one. Let go by
+    /// [`ThreadHeap::release`], it is abandoned again, so its blocks are freed into it as any
+    /// abandoned heap's.
+    #[cold]
+    fn borrow(&self) -> &ThreadHeap {
+        if let Some(h) = self
+            .heaps()
+            .find(|h| h.remote.state.load(Ordering::Relaxed) == ABANDONED && h.try_hold())
+        {
+            return h;
+        }
+        // SAFETY: heaps live as long as this `Shared`.
+        unsafe { &*self.new_heap(token() | HELD) }
+    }
+
+    /// An allocation on a borrowed heap (see [`borrow`](Self::borrow)).
+    #[cold]
+    #[inline(never)]
+    fn alloc_borrowed(&self, size: usize) -> *mut u8 {
+        let th = self.borrow();
+        let unwinding = AbortOnUnwind;
+        // SAFETY: held: the only user of the heap.
+        let p = unsafe {
+            let heap = &mut *th.heap();
+            th.drain(heap);
+            heap.alloc(size)
+        };
+        core::mem::forget(unwinding);
+        th.release();
+        p
     }
 
     /// Raw allocation (libc), counted here.
@@ -925,10 +981,16 @@ fn each_shared(mut f: impl FnMut(&Shared)) {
     }
 }
 
-/// Thread-exit destructor (the pthread key's): abandons the thread's heaps, allocating nothing.
+/// Thread-exit destructor (the pthread key's): abandons the thread's heaps, allocating nothing;
+/// the thread's later calls borrow heaps (point 3). Also called when the key cannot be set.
+///
+/// # Safety
+/// Called by the calling thread outside any of its calls on a heap and outside the registry
+/// lock (as pthread runs key destructors); the argument is unused.
 unsafe extern "C" fn thread_exit(_: *mut libc::c_void) {
     registry_lock();
     KEY_SET.with(|k| k.set(false));
+    EXITED.with(|e| e.set(true));
     MINE.with(|m| {
         for (slot, e) in m.iter().enumerate() {
             let (tag, th) = e.replace((0, core::ptr::null_mut()));
@@ -1136,8 +1198,23 @@ impl PyMalloc {
         if sh.locked {
             return sh.locked_heap().locked_op(f);
         }
+        let mine = sh.mine();
+        if mine.is_null() {
+            // A thread that may not own a heap: one of the abandoned heaps the handshake holds
+            // (or a new one, held), let go with them at its end.
+            return sh.quiesced(|| {
+                let held = token() | HELD;
+                let th = match sh.heaps().find(|h| h.remote.state.load(Ordering::Relaxed) == held) {
+                    Some(h) => h,
+                    // SAFETY: heaps live as long as this `Shared`.
+                    None => unsafe { &*sh.new_heap(held) },
+                };
+                // SAFETY: held by this thread, and every other heap is still.
+                f(unsafe { &mut *th.heap() })
+            });
+        }
         // SAFETY: `mine` returns the calling thread's heap, alive while `self` is.
-        let th = unsafe { &*sh.mine() };
+        let th = unsafe { &*mine };
         sh.quiesced(|| {
             if th.own.busy.load(Ordering::Relaxed) {
                 fatal(MSG_REENTERED);
@@ -1395,6 +1472,9 @@ unsafe impl GlobalAlloc for PyMalloc {
             let mut th = self.mine_fast();
             if th.is_null() {
                 th = self.shared().mine();
+                if th.is_null() {
+                    return self.shared().alloc_borrowed(size);
+                }
             }
             // SAFETY: `th` is the calling thread's heap, which it owns.
             unsafe {

@@ -12,8 +12,13 @@
 //!   so inside `with_heap` of one `PyMalloc` the reader's own allocations through the global
 //!   `PyMalloc` waited for its own request to clear: a hang (and a panic there hung instead of
 //!   aborting). Deterministic.
+//! * `a_heap_attached_in_the_last_destructor_round_is_abandoned`: a later pthread-key
+//!   destructor allocating after pymalloc's own destructor had run (glibc runs at most 4
+//!   rounds) attached a heap to the exiting thread that no round abandoned: owned by a dead
+//!   thread forever. Deterministic.
 
 use pymalloc::PyMalloc;
+use std::alloc::{GlobalAlloc, Layout};
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
@@ -153,4 +158,52 @@ fn a_panic_inside_with_heap_of_another_pymalloc_aborts() {
         ended.stderr
     );
     assert!(ended.stderr.contains("pymalloc: fatal error: "), "stderr: {}", ended.stderr);
+}
+
+static LATE: PyMalloc = PyMalloc::new();
+static LATE_KEY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A pthread-key destructor that allocates from `LATE` (and runs `with_heap` on it) and
+/// re-arms itself, as thread-local caches do: glibc runs it in every round it runs
+/// destructors, the last one included.
+unsafe extern "C" fn late_destructor(_: *mut libc::c_void) {
+    let l = Layout::from_size_align(32, 8).unwrap();
+    // SAFETY: a non-zero size; the block is freed once with the same layout.
+    unsafe {
+        let p = LATE.alloc(l);
+        assert!(!p.is_null());
+        LATE.dealloc(p, l);
+        // The reader's handshake on the exiting thread, with a heap of its own for the call.
+        LATE.with_heap(|h| std::hint::black_box(h.stats().arenas_current));
+        libc::pthread_setspecific(
+            LATE_KEY.load(std::sync::atomic::Ordering::Relaxed),
+            1 as *const _,
+        );
+    }
+}
+
+#[test]
+fn a_heap_attached_in_the_last_destructor_round_is_abandoned() {
+    if in_child() {
+        // pymalloc's exit key exists already (the global allocator has been called), so this
+        // key's destructor runs after pymalloc's in each round.
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: a valid out-pointer; the destructor is an `extern "C"` fn that does not unwind.
+        assert_eq!(unsafe { libc::pthread_key_create(&mut key, Some(late_destructor)) }, 0);
+        LATE_KEY.store(key, std::sync::atomic::Ordering::Relaxed);
+        std::thread::spawn(move || {
+            drop(std::hint::black_box(Box::new(1u64)));
+            // SAFETY: a live key.
+            unsafe { libc::pthread_setspecific(key, 1 as *const _) };
+        })
+        .join()
+        .unwrap();
+        let c = LATE.heap_count();
+        assert!(c.heaps >= 1, "the destructor allocated from LATE");
+        assert_eq!(c.abandoned, c.heaps, "every heap of an exited thread is abandoned");
+        return;
+    }
+    let ended = run_child_for("a_heap_attached_in_the_last_destructor_round_is_abandoned", 0)
+        .expect("the child hung");
+    assert_ok(ended);
 }
