@@ -400,21 +400,31 @@ fn setup_process() {
                         FLAGS.fetch_or(FENCE, Ordering::SeqCst);
                     }
                     let mut key: libc::pthread_key_t = 0;
+                    // SAFETY: `key` is a valid out-pointer; `thread_exit` is an `extern "C"`
+                    // function that neither unwinds nor allocates, run by pthread as its
+                    // contract asks (by the exiting thread, outside its calls and the registry).
+                    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } != 0 {
+                        fatal(MSG_ATFORK);
+                    }
+                    // Stored before the fork handlers exist: once they do, a fork by another
+                    // thread runs the child handler, which marks the setup done in the child,
+                    // whose threads then set this key (and must not find 0: another library's
+                    // key, perhaps). glibc's handler list lock orders this store before the
+                    // forking thread's handlers.
+                    EXIT_KEY.store(key, Ordering::Relaxed);
                     // SAFETY: the handlers are `extern "C"` functions that neither unwind nor
-                    // allocate through this allocator; `key` is a valid out-pointer. glibc may
-                    // allocate its handler list with its own malloc, not this allocator.
+                    // allocate through this allocator. glibc may allocate its handler list
+                    // with its own malloc, not this allocator.
                     let ok = unsafe {
-                        libc::pthread_key_create(&mut key, Some(thread_exit)) == 0
-                            && libc::pthread_atfork(
-                                Some(before_fork as unsafe extern "C" fn()),
-                                Some(after_fork_in_parent as unsafe extern "C" fn()),
-                                Some(after_fork_in_child as unsafe extern "C" fn()),
-                            ) == 0
+                        libc::pthread_atfork(
+                            Some(before_fork as unsafe extern "C" fn()),
+                            Some(after_fork_in_parent as unsafe extern "C" fn()),
+                            Some(after_fork_in_child as unsafe extern "C" fn()),
+                        ) == 0
                     };
                     if !ok {
                         fatal(MSG_ATFORK);
                     }
-                    EXIT_KEY.store(key, Ordering::Relaxed);
                     ATFORK.store(ATFORK_DONE, Ordering::Release);
                     return;
                 }
