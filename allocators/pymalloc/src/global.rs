@@ -84,12 +84,14 @@
 //! `membarrier` makes every running thread of the process execute a full memory barrier
 //! before it returns: an owner's `busy = 1` is then visible to the reader, or its later load
 //! of `REQUEST` sees 1 (Dekker's pattern with the owner's fence moved to the reader). The
-//! process registers for it once (`MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED`); where the
-//! kernel refuses, owners execute a real fence instead (flag `FENCE`, in the same word as
-//! `REQUEST`, so that the owner's path tests one word). A reader walks an owned heap only
-//! after seeing `busy == 0` and the state still owned by the same thread; an owner changes
-//! its heap's state (abandons it at thread exit) only inside a call, so it stays owned and
-//! still until the reader lets go.
+//! process registers for it once (`MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED`, once
+//! `MEMBARRIER_CMD_QUERY` lists the command: a seccomp filter may fake success for system
+//! calls it does not know); where the kernel refuses, owners execute a real fence instead
+//! (flag `FENCE`, in the same word as `REQUEST`, so that the owner's path tests one word). A
+//! child of `fork` that cannot register again aborts with a message. A reader walks an owned
+//! heap only after seeing `busy == 0` and the state still owned by the same thread; an owner
+//! changes its heap's state (abandons it at thread exit) only inside a call, so it stays owned
+//! and still until the reader lets go.
 //! `REQUEST` is one flag for the whole process, so an owner waits for it whatever
 //! `PyMalloc` the reader reads, except on the reader's own thread (whose token the reader
 //! records): its calls go through, or a panic hook allocating inside
@@ -180,6 +182,7 @@ const ATFORK_DONE: i32 = -1;
 /// The pthread key whose destructor abandons an exiting thread's heaps.
 static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
 
+const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 
@@ -387,16 +390,7 @@ fn setup_process() {
                 // SAFETY: getpid has no preconditions.
                 let me = unsafe { libc::getpid() };
                 if ATFORK.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    // SAFETY: membarrier takes no pointers; failure is handled by the fence.
-                    let rc = unsafe {
-                        libc::syscall(
-                            libc::SYS_membarrier,
-                            MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
-                            0,
-                            0,
-                        )
-                    };
-                    if rc != 0 {
+                    if !membarrier_registered() {
                         FLAGS.fetch_or(FENCE, Ordering::SeqCst);
                     }
                     let mut key: libc::pthread_key_t = 0;
@@ -443,8 +437,29 @@ fn setup_process() {
     }
 }
 
+/// Asks the kernel which `membarrier` commands it supports and registers the process for the
+/// private expedited one; whether owners may rely on it (point 4). The query comes first: a
+/// seccomp filter that answers 0 to system calls it does not know would make the registration
+/// look successful and every later barrier a silent no-op, losing the owners' half of the
+/// pairing. Such a filter answers the query with 0 too, which lists no command.
+fn membarrier_registered() -> bool {
+    let call = |cmd: libc::c_int| {
+        // SAFETY: membarrier takes no pointers; a failure is an error code, handled by the
+        // caller with the fence fallback.
+        unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) }
+    };
+    let need =
+        i64::from(MEMBARRIER_CMD_PRIVATE_EXPEDITED | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+    let supported = call(MEMBARRIER_CMD_QUERY);
+    supported > 0
+        && supported & need == need
+        && call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+}
+
 /// The reader's side of the handshake: every running thread of the process executes a full
-/// barrier before this returns.
+/// barrier before this returns. A child of `fork` may have to register again; one that cannot
+/// (the kernel refusing it after the parent registered) aborts with a message, since the
+/// owners of its threads do not execute the fence.
 fn barrier() {
     if FLAGS.load(Ordering::Relaxed) & FENCE != 0 {
         fence(Ordering::SeqCst);
@@ -1373,6 +1388,14 @@ impl PyMalloc {
                 return Snapshot { pools_per_arena: per_arena, arenas };
             }
         }
+    }
+
+    /// Whether the owners rely on `membarrier` (rather than a fence of their own each call):
+    /// a hook for `tests/global_membarrier.rs`. Meaningful after the process's first call on
+    /// any `PyMalloc`. Not API.
+    #[doc(hidden)]
+    pub fn uses_membarrier() -> bool {
+        FLAGS.load(Ordering::Relaxed) & FENCE == 0
     }
 
     /// Panics inside a heap operation: a hook for `tests/global_panic.rs`, which checks that
