@@ -177,7 +177,7 @@ unsafe extern "C" fn late_destructor(_: *mut libc::c_void) {
         LATE.with_heap(|h| std::hint::black_box(h.stats().arenas_current));
         libc::pthread_setspecific(
             LATE_KEY.load(std::sync::atomic::Ordering::Relaxed),
-            1 as *const _,
+            std::ptr::dangling::<libc::c_void>(),
         );
     }
 }
@@ -194,7 +194,7 @@ fn a_heap_attached_in_the_last_destructor_round_is_abandoned() {
         std::thread::spawn(move || {
             drop(std::hint::black_box(Box::new(1u64)));
             // SAFETY: a live key.
-            unsafe { libc::pthread_setspecific(key, 1 as *const _) };
+            unsafe { libc::pthread_setspecific(key, std::ptr::dangling::<libc::c_void>()) };
         })
         .join()
         .unwrap();
