@@ -25,7 +25,12 @@
 //! `ARENALAB_PRESET` chooses the layout: `3.10` (default), `3.8` or `3.7`. Any other value stops
 //! the program with a message and exit code 2. With `ARENALAB_STATS=1`, the model's
 //! `sys._debugmallocstats()`-style report is written to standard error when the program exits
-//! (from the library's destructor, formatted in a stack buffer: no allocation).
+//! (from the library's destructor, formatted in a stack buffer: no allocation). Reading the
+//! statistics first drains every heap's stack of blocks freed by other threads, so the report
+//! counts them as free; until then they count as in use, and they keep their pools used and
+//! their arenas mapped for as long as the owning thread makes no further allocation (it drains
+//! its stack only when it allocates, or exits). An RSS measured before the report therefore
+//! includes them, one measured after may not.
 //!
 //! ## Mode `record`
 //!
@@ -380,8 +385,12 @@ fn initialise() {
     if env(c"ARENALAB_STATS").is_some_and(|v| v == b"1") {
         STATS_AT_EXIT.store(1, Ordering::Relaxed);
     }
-    // The first call on the heap registers the fork handlers (pthread_atfork may allocate: that
-    // allocation comes back here and is served from the bootstrap area).
+    // The model's first call, made here and not on the first allocation: it registers the fork
+    // handlers and the thread-exit key (pthread_atfork and pthread_key_create may allocate:
+    // such an allocation comes back here and is served from the bootstrap area; made after the
+    // initialisation, it would re-enter that unfinished first call and wait for itself).
+    // `config()` alone would not do: it only reads a field.
+    let _ = heap().owns(core::ptr::null());
     let config = heap().config();
     THRESHOLD.store(config.small_request_threshold(), Ordering::Relaxed);
     GRANULARITY.store(config.alignment(), Ordering::Relaxed);
@@ -512,11 +521,12 @@ unsafe fn usable(p: *mut c_void) -> usize {
         // SAFETY: a bootstrap block (caller contract).
         return unsafe { bootstrap_size(p) };
     }
-    // SAFETY: a live block (caller contract), of the model when it lies in one of its arenas.
-    if ready()
-        && let Some(n) = unsafe { heap().block_size(p.cast()) }
-    {
-        return n;
+    if ready() {
+        // SAFETY: a live block (caller contract), of the model when it lies in one of its
+        // arenas.
+        if let Some(n) = unsafe { heap().block_size(p.cast()) } {
+            return n;
+        }
     }
     // SAFETY: not the model's nor the bootstrap area's, so the real allocator's.
     unsafe { real_usable(p) }

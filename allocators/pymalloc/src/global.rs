@@ -38,6 +38,10 @@
 //! two thirds of its allocation time (10× mimalloc). Every 32nd keeps the chain short and the
 //! line mostly with the pushers. Blocks waiting there still count as in use until drained;
 //! [`PyMalloc::stats`] drains every stack first, so its figures are those of the frees done.
+//! An owner that stops allocating never drains: blocks other threads freed keep its pools
+//! used and its arenas mapped until it allocates again, exits, or statistics are read. So
+//! reading the statistics changes what is retained: a resident size measured after
+//! [`PyMalloc::stats`] may be lower than one measured just before.
 //!
 //! The owner's own calls never read another heap: an allocation goes to its heap; a free is
 //! first looked up in its heap's own map (a hit is the plain heap free), and only a miss asks
@@ -1257,7 +1261,9 @@ impl PyMalloc {
     /// are sums (`arenas_highwater` is the sum of each heap's peak, at least the process's).
     ///
     /// Runs the reader's handshake and walks every carved pool of every heap: call it from
-    /// tests and reports, not from a hot path.
+    /// tests and reports, not from a hot path. The drain frees blocks into their heaps, which
+    /// may empty pools and unmap arenas: measure retention (resident size, mapped arenas)
+    /// before reading the statistics, or after, knowingly (see the [module docs](self)).
     pub fn stats(&self) -> Stats {
         let sh = self.shared();
         let mut total = Stats::empty(&sh.config);
