@@ -114,7 +114,7 @@
 //! their counters live in the `PyMalloc` (atomic, off the pool path) and are added to the
 //! heaps' own.
 
-use crate::config::Config;
+use crate::config::{Config, MAX_CLASSES};
 use crate::os::{self, ArenaSource, PAGE};
 use crate::owners::OwnerMap;
 use crate::pool::{NO_CLASS, PoolHeader};
@@ -199,7 +199,8 @@ fn fatal(msg: &str) -> ! {
 #[repr(align(8))]
 struct Token(#[allow(dead_code)] u8);
 
-/// A thread's entry for one slot: the slot's tag when the entry was made, and the heap.
+/// A thread's entry for one slot: the key (`tag << 6 | slot`) of the `PyMalloc` that used the
+/// slot when the entry was made, and the heap; `(0, null)` when unused.
 type Mine = Cell<(usize, *mut ThreadHeap)>;
 
 std::thread_local! {
@@ -288,7 +289,9 @@ pub(crate) struct ThreadHeap {
 /// move after its first call).
 struct Shared {
     slot: usize,
-    tag: usize,
+    /// `tag << 6 | slot`: what this thread's [`MINE`] entry for `slot` holds when it names a
+    /// heap of this state.
+    key: usize,
     config: Config,
     granularity: usize,
     /// Debug layout: one heap for all threads, held by each call.
@@ -457,6 +460,76 @@ impl ThreadHeap {
         if FLAGS.load(Ordering::Acquire) != 0 {
             self.enter_slow();
         }
+    }
+
+    /// The fast paths' entry: marks the heap busy; `false` when [`FLAGS`] is set (a reader,
+    /// or the fence fallback), and then the caller lets go (`leave`) and takes the full path,
+    /// whose `enter` waits. Makes no call (re-entry is fatal and does not return).
+    #[inline(always)]
+    fn enter_fast(&self) -> bool {
+        if self.own.busy.load(Ordering::Relaxed) {
+            fatal(MSG_REENTERED);
+        }
+        self.own.busy.store(true, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        FLAGS.load(Ordering::Acquire) == 0
+    }
+
+    /// An allocation as the owner, entering (and waiting out a reader) first: the first call,
+    /// and the fast path's retreat when a reader is about.
+    ///
+    /// # Safety
+    /// The calling thread owns this heap.
+    #[inline(never)]
+    unsafe fn alloc_owned(&self, size: usize) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe {
+            self.owner_op(|th, h| {
+                let ticks = th.own.ticks.load(Ordering::Relaxed).wrapping_add(1);
+                th.own.ticks.store(ticks, Ordering::Relaxed);
+                let class = (size - 1) >> h.config().alignment_shift;
+                if ticks % DRAIN_TICKS == 0
+                    || h.usedpools()[class & (MAX_CLASSES - 1)].head.is_null()
+                {
+                    th.drain(h);
+                }
+                h.alloc(size)
+            })
+        }
+    }
+
+    /// The rest of an allocation whose fast path found a drain due or no used pool: drains
+    /// the remote stack, allocates, and lets go.
+    ///
+    /// # Safety
+    /// The calling thread owns this heap and has entered it (`enter_fast`).
+    #[inline(never)]
+    unsafe fn alloc_drain_entered(&self, size: usize) -> *mut u8 {
+        let unwinding = AbortOnUnwind;
+        // SAFETY: entered as the owner: the heap's only user.
+        let p = unsafe {
+            let h = &mut *self.heap();
+            self.drain(h);
+            h.alloc(size)
+        };
+        core::mem::forget(unwinding);
+        self.leave();
+        p
+    }
+
+    /// The rest of a free whose fast path emptied a pool: the pool goes back to its arena
+    /// (which may be released), then the owner lets go.
+    ///
+    /// # Safety
+    /// The calling thread owns this heap and has entered it; `pool` is live, on its class
+    /// list, and has just become empty.
+    #[inline(never)]
+    unsafe fn pool_emptied_entered(&self, pool: *mut PoolHeader) {
+        let unwinding = AbortOnUnwind;
+        // SAFETY: entered as the owner; `pool` as the caller says.
+        unsafe { (*self.heap()).pool_now_empty(pool) };
+        core::mem::forget(unwinding);
+        self.leave();
     }
 
     #[cold]
@@ -694,15 +767,15 @@ impl Shared {
     /// The heap the calling thread owns, adopting or making one on its first call.
     #[inline(always)]
     fn mine(&self) -> *mut ThreadHeap {
-        let (tag, th) = MINE.with(|m| m[self.slot].get());
-        if tag == self.tag { th } else { self.attach() }
+        let (key, th) = MINE.with(|m| m[self.slot].get());
+        if key == self.key { th } else { self.attach() }
     }
 
     /// The calling thread's heap if it has one (null otherwise); never makes one.
     #[inline(always)]
     fn mine_if_any(&self) -> *mut ThreadHeap {
-        let (tag, th) = MINE.with(|m| m[self.slot].get());
-        if tag == self.tag { th } else { core::ptr::null_mut() }
+        let (key, th) = MINE.with(|m| m[self.slot].get());
+        if key == self.key { th } else { core::ptr::null_mut() }
     }
 
     #[cold]
@@ -719,7 +792,7 @@ impl Shared {
             Some(h) => h as *const ThreadHeap as *mut ThreadHeap,
             None => self.new_heap(me),
         };
-        MINE.with(|m| m[self.slot].set((self.tag, th)));
+        MINE.with(|m| m[self.slot].set((self.key, th)));
         if !cfg!(miri) && !KEY_SET.with(|k| k.replace(true)) {
             // SAFETY: a key created by `setup_process`; a non-null value makes its destructor
             // run at thread exit. (glibc may allocate a second-level table for keys past 32
@@ -900,8 +973,8 @@ unsafe extern "C" fn thread_exit(_: *mut libc::c_void) {
     KEY_SET.with(|k| k.set(false));
     MINE.with(|m| {
         for (slot, e) in m.iter().enumerate() {
-            let (tag, th) = e.replace((0, core::ptr::null_mut()));
-            if tag == 0 || SLOT_TAG[slot].load(Ordering::Relaxed) != tag {
+            let (key, th) = e.replace((0, core::ptr::null_mut()));
+            if key == 0 || SLOT_TAG[slot].load(Ordering::Relaxed) != key >> 6 {
                 continue; // never used, or its PyMalloc was dropped
             }
             // SAFETY: the slot still has this tag, so its PyMalloc (and heap) lives, and the
@@ -989,13 +1062,23 @@ pub struct HeapCount {
 /// At most [`SLOTS`] values may be alive at once (see the [module docs](self) for why each
 /// takes a slot of a process-wide table).
 pub struct PyMalloc {
+    /// `threshold`, or 0 for a debug layout: with `fast_align`, the two comparisons by which
+    /// `alloc` picks its fast path (a debug layout never takes it).
+    fast_threshold: usize,
+    /// The block granularity: the largest alignment a pool block has.
+    fast_align: usize,
+    /// `tag << 6 | slot` of the shared state once published, [`NO_KEY`] before: the fast path
+    /// finds the calling thread's heap from this and its thread-local table, without reading
+    /// `shared`.
+    key: AtomicUsize,
     config: Config,
     /// The shared state, mapped by the first call; null before.
     shared: AtomicPtr<Shared>,
-    /// `tag << 6 | slot` of the shared state once published, 0 before: the fast path finds the
-    /// calling thread's heap from this and its thread-local table, without reading `shared`.
-    key: AtomicUsize,
 }
+
+/// The key of a `PyMalloc` before its first call: no thread's table holds it (a slot's entry
+/// holds 0 or `tag << 6 | slot` with a small tag), so the fast path's one comparison fails.
+const NO_KEY: usize = usize::MAX;
 
 // SAFETY: all shared state is reached through atomics or through the heap protocol of the
 // module docs: a heap is used by its owner, by one holder, or by a reader while still.
@@ -1011,18 +1094,25 @@ impl PyMalloc {
 
     /// pymalloc with another (validated) layout.
     pub const fn with_config(config: Config) -> Self {
-        PyMalloc { config, shared: AtomicPtr::new(core::ptr::null_mut()), key: AtomicUsize::new(0) }
+        PyMalloc {
+            fast_threshold: if config.debug { 0 } else { config.threshold },
+            fast_align: 1 << config.alignment_shift,
+            key: AtomicUsize::new(NO_KEY),
+            config,
+            shared: AtomicPtr::new(core::ptr::null_mut()),
+        }
     }
 
-    /// The calling thread's heap, or null when it has none yet (or before the first call).
-    /// A thread's table holds (0, null) or (a tag >= 1, its heap) per slot, so the key 0 of a
-    /// value not yet initialised finds null.
+    /// The calling thread's heap, or null when it has none yet (or before the first call, or
+    /// for a debug layout, whose threads have no heap of their own). One load of `key`, one
+    /// thread-local entry, one comparison: the entry holds this value's key only when it names
+    /// the thread's heap of it ([`NO_KEY`] matches no entry).
     #[inline(always)]
     fn mine_fast(&self) -> *mut ThreadHeap {
         const _: () = assert!(SLOTS == 64);
         let key = self.key.load(Ordering::Acquire);
-        let (tag, th) = MINE.with(|m| m[key & (SLOTS - 1)].get());
-        if tag == key >> 6 { th } else { core::ptr::null_mut() }
+        let (k, th) = MINE.with(|m| m[key & (SLOTS - 1)].get());
+        if k == key { th } else { core::ptr::null_mut() }
     }
 
     #[inline(always)]
@@ -1048,7 +1138,7 @@ impl PyMalloc {
         let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
         let sh = map_one(Shared {
             slot,
-            tag,
+            key: tag << 6 | slot,
             config: self.config,
             granularity: self.config.alignment(),
             locked: self.config.debug(),
@@ -1228,6 +1318,78 @@ impl PyMalloc {
 }
 
 impl PyMalloc {
+    /// A pool allocation by a thread that has no heap of this value yet (or before its first
+    /// call): makes or adopts one, then allocates as the owner.
+    /// (Also the fast path's retreat when a reader is about: then `owner_op` waits.) Takes
+    /// the fast path's arguments unchanged, so that its call is a plain jump.
+    #[cold]
+    #[inline(never)]
+    fn alloc_first(&self, layout: Layout) -> *mut u8 {
+        let th = self.shared().mine();
+        // SAFETY: `mine` returns the calling thread's heap, alive while `self` is.
+        unsafe { (*th).alloc_owned(layout.size()) }
+    }
+
+    /// The rest of an allocation whose fast path found a drain due or no used pool: drains
+    /// the thread's remote stack, allocates, and lets go. Takes the fast path's arguments
+    /// unchanged (and finds the heap again), so that its call is a plain jump.
+    ///
+    /// # Safety
+    /// The calling thread has a heap of this value and has entered it (`enter_fast`).
+    #[inline(never)]
+    unsafe fn alloc_drain_entered(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: caller contract: the thread's heap exists and is entered.
+        unsafe { (*self.mine_fast()).alloc_drain_entered(layout.size()) }
+    }
+
+    /// A free of a block that is not in the calling thread's heap: a debug layout's, another
+    /// heap's (pushed or freed into the abandoned heap) or a raw block (libc).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator, not of the calling thread's heap.
+    #[inline(never)]
+    unsafe fn dealloc_foreign(&self, ptr: *mut u8) {
+        let sh = self.shared();
+        if sh.locked {
+            // SAFETY: caller contract: ptr is a live block of this allocator.
+            return sh.locked_heap().locked_op(|h| unsafe { h.free(ptr) });
+        }
+        match sh.owners.lookup(ptr.addr()) {
+            // SAFETY: caller contract; in no arena, so a raw block.
+            None => unsafe { sh.raw_free(ptr) },
+            // SAFETY: a live block of another thread's heap (not this thread's: its map said
+            // no), which lives as long as `self`, re-derived from its arena's base.
+            Some((owner, base)) => unsafe {
+                (*owner.cast::<ThreadHeap>()).remote_free(base.with_addr(ptr.addr()))
+            },
+        }
+    }
+
+    /// `dealloc` when a reader's request (or the fence fallback) sent the fast path away: the
+    /// whole free as the owner, waiting out the reader first.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator; the calling thread owns `th`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_owned(&self, th: &ThreadHeap, ptr: *mut u8) {
+        // SAFETY: caller contract: the calling thread owns `th`; freed only if its heap owns
+        // ptr.
+        let freed = unsafe {
+            th.owner_op(|_, h| {
+                let own = h.owns(ptr);
+                if own {
+                    h.free(ptr);
+                }
+                own
+            })
+        };
+        if !freed {
+            // SAFETY: caller contract; not in this thread's heap.
+            unsafe { self.dealloc_foreign(ptr) };
+        }
+    }
+
     /// Allocations off the pool path: raw blocks, and every call of a debug layout.
     #[inline(never)]
     fn alloc_other(&self, layout: Layout) -> *mut u8 {
@@ -1314,73 +1476,75 @@ impl Default for PyMalloc {
 // `layout.size()` long; dealloc and realloc pass back blocks of this allocator, found by the
 // shared arena map (pool blocks, any heap) or not (raw blocks).
 unsafe impl GlobalAlloc for PyMalloc {
+    /// The fast path: the calling thread's heap, marked busy, has a used pool for the class
+    /// and no drain is due; everything else is a tail call out of line, so that this path
+    /// makes no call and saves no register.
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let size = layout.size();
-        let c = &self.config;
-        if size.wrapping_sub(1) < c.threshold
-            && layout.align() <= 1 << c.alignment_shift
-            && !c.debug
-        {
-            let class = (size - 1) >> c.alignment_shift;
-            let mut th = self.mine_fast();
-            if th.is_null() {
-                th = self.shared().mine();
-            }
-            // SAFETY: `th` is the calling thread's heap, which it owns.
-            unsafe {
-                (*th).owner_op(|th, h| {
-                    // Remote frees are taken back every `DRAIN_TICKS` allocations, and before
-                    // the heap would take a new pool for a class (and at thread exit, and by
-                    // `stats`): the owner reads the line pushers write once in a while only.
-                    let ticks = th.own.ticks.load(Ordering::Relaxed).wrapping_add(1);
-                    th.own.ticks.store(ticks, Ordering::Relaxed);
-                    if ticks % DRAIN_TICKS == 0 || h.usedpools()[class].head.is_null() {
-                        th.drain(h);
-                    }
-                    h.alloc(size)
-                })
-            }
-        } else {
-            self.alloc_other(layout)
+        if size.wrapping_sub(1) >= self.fast_threshold || layout.align() > self.fast_align {
+            return self.alloc_other(layout);
         }
+        let th = self.mine_fast();
+        if th.is_null() {
+            return self.alloc_first(layout);
+        }
+        // SAFETY: `th` is the calling thread's heap, alive while `self` is.
+        let th = unsafe { &*th };
+        if !th.enter_fast() {
+            th.leave();
+            return self.alloc_first(layout);
+        }
+        // Remote frees are taken back every `DRAIN_TICKS` allocations, and before the heap
+        // would take a new pool for a class (and at thread exit, and by `stats`): the owner
+        // reads the line pushers write once in a while only.
+        let ticks = th.own.ticks.load(Ordering::Relaxed).wrapping_add(1);
+        th.own.ticks.store(ticks, Ordering::Relaxed);
+        let class = (size - 1) >> self.config.alignment_shift;
+        // SAFETY: entered as the owner: the heap's only user (see `owner_op`).
+        let h = unsafe { &mut *th.heap() };
+        let pool = h.usedpools()[class & (MAX_CLASSES - 1)].head;
+        if ticks % DRAIN_TICKS == 0 || pool.is_null() {
+            // SAFETY: the calling thread has entered its heap as the owner.
+            return unsafe { self.alloc_drain_entered(layout) };
+        }
+        // SAFETY: `pool` is the non-null head of `usedpools[class]`; this path cannot unwind.
+        let p = unsafe { h.alloc_from_used(class, pool) };
+        th.leave();
+        p
     }
 
+    /// The fast path: a block of the calling thread's own heap, found by that heap's own map,
+    /// goes back on its pool's free list; everything else is a tail call out of line.
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        let mine = self.mine_fast();
-        // The common case first: a block of the calling thread's own heap, found by that
-        // heap's own map (the free repeats the same lookup, which the compiler merges).
-        if !mine.is_null() {
-            // SAFETY: `mine` is the calling thread's heap; ptr is a live block of this
-            // allocator (GlobalAlloc contract), freed here only if that heap owns it.
-            let freed = unsafe {
-                (*mine).owner_op(|_, h| {
-                    let own = h.owns(ptr);
-                    if own {
-                        h.free(ptr);
-                    }
-                    own
-                })
-            };
-            if freed {
-                return;
-            }
+        let th = self.mine_fast();
+        if th.is_null() {
+            // SAFETY: GlobalAlloc contract; the thread has no heap, so not its block.
+            return unsafe { self.dealloc_foreign(ptr) };
         }
-        let sh = self.shared();
-        if sh.locked {
-            // SAFETY: GlobalAlloc contract: ptr is a live block of this allocator.
-            return sh.locked_heap().locked_op(|h| unsafe { h.free(ptr) });
+        // SAFETY: `th` is the calling thread's heap, alive while `self` is.
+        let th = unsafe { &*th };
+        if !th.enter_fast() {
+            th.leave();
+            // SAFETY: GlobalAlloc contract; the calling thread owns `th`.
+            return unsafe { self.dealloc_owned(th, ptr) };
         }
-        match sh.owners.lookup(ptr.addr()) {
-            // SAFETY: GlobalAlloc contract; in no arena, so a raw block.
-            None => unsafe { sh.raw_free(ptr) },
-            // SAFETY: a live block of another thread's heap (not this thread's: its map said
-            // no), which lives as long as `self`, re-derived from its arena's base.
-            Some((owner, base)) => unsafe {
-                (*owner.cast::<ThreadHeap>()).remote_free(base.with_addr(ptr.addr()))
-            },
+        // SAFETY: entered as the owner: the heap's only user (see `owner_op`).
+        let h = unsafe { &mut *th.heap() };
+        let Some(p) = h.in_arena(ptr) else {
+            th.leave();
+            // SAFETY: GlobalAlloc contract; not in this thread's heap.
+            return unsafe { self.dealloc_foreign(ptr) };
+        };
+        // SAFETY: ptr is a live block of this heap (GlobalAlloc contract, found in its map),
+        // `p` re-derived from its arena; this path cannot unwind.
+        let emptied = unsafe { h.free_to_pool(p) };
+        if !emptied.is_null() {
+            // SAFETY: entered as the owner; `emptied` just became empty.
+            return unsafe { th.pool_emptied_entered(emptied) };
         }
+        th.leave();
     }
 
     #[inline]
