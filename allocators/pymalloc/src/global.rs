@@ -199,8 +199,8 @@ fn fatal(msg: &str) -> ! {
 #[repr(align(8))]
 struct Token(#[allow(dead_code)] u8);
 
-/// A thread's entry for one slot: the key (`tag << 6 | slot`) of the `PyMalloc` that used the
-/// slot when the entry was made, and the heap; `(0, null)` when unused.
+/// A thread's entry for one slot: the key ([`make_key`]) of the `PyMalloc` that used the slot
+/// when the entry was made, and the heap; `(0, null)` when unused.
 type Mine = Cell<(usize, *mut ThreadHeap)>;
 
 std::thread_local! {
@@ -212,6 +212,15 @@ std::thread_local! {
     static MINE: [Mine; SLOTS] = const { [const { Cell::new((0, core::ptr::null_mut())) }; SLOTS] };
     /// Whether this thread has set [`EXIT_KEY`] (so its destructor will run).
     static KEY_SET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The calling thread's [`MINE`]. Taken first thing in `alloc` and `dealloc`: compiled for a
+/// library, a thread-local's address comes from a call (`__tls_get_addr`, which the linker
+/// turns into a plain offset in an executable), and registers live across that call must be
+/// saved and restored; at the start of a call only the arguments are live.
+#[inline(always)]
+fn my_table() -> *const Mine {
+    MINE.with(|m| m.as_ptr())
 }
 
 /// An id for the calling thread: never 0, even, unique among the process's live threads.
@@ -289,7 +298,7 @@ pub(crate) struct ThreadHeap {
 /// move after its first call).
 struct Shared {
     slot: usize,
-    /// `tag << 6 | slot`: what this thread's [`MINE`] entry for `slot` holds when it names a
+    /// [`make_key`]`(tag, slot)`: what a thread's [`MINE`] entry for `slot` holds when it names a
     /// heap of this state.
     key: usize,
     config: Config,
@@ -974,7 +983,7 @@ unsafe extern "C" fn thread_exit(_: *mut libc::c_void) {
     MINE.with(|m| {
         for (slot, e) in m.iter().enumerate() {
             let (key, th) = e.replace((0, core::ptr::null_mut()));
-            if key == 0 || SLOT_TAG[slot].load(Ordering::Relaxed) != key >> 6 {
+            if key == 0 || SLOT_TAG[slot].load(Ordering::Relaxed) != key >> KEY_TAG_SHIFT {
                 continue; // never used, or its PyMalloc was dropped
             }
             // SAFETY: the slot still has this tag, so its PyMalloc (and heap) lives, and the
@@ -1067,17 +1076,28 @@ pub struct PyMalloc {
     fast_threshold: usize,
     /// The block granularity: the largest alignment a pool block has.
     fast_align: usize,
-    /// `tag << 6 | slot` of the shared state once published, [`NO_KEY`] before: the fast path
-    /// finds the calling thread's heap from this and its thread-local table, without reading
-    /// `shared`.
+    /// [`make_key`] of the shared state's tag and slot once published, [`NO_KEY`] before: the
+    /// fast path finds the calling thread's heap from this and its thread-local table, without
+    /// reading `shared`.
     key: AtomicUsize,
     config: Config,
     /// The shared state, mapped by the first call; null before.
     shared: AtomicPtr<Shared>,
 }
 
+/// A key's low bits are its slot's byte offset in [`MINE`] (`slot * ENTRY_BYTES`, below
+/// `SLOTS * ENTRY_BYTES`), the rest its tag: the fast path masks the key into an offset.
+const ENTRY_BYTES: usize = core::mem::size_of::<Mine>();
+const KEY_TAG_SHIFT: u32 = (SLOTS * ENTRY_BYTES).trailing_zeros();
+const _: () = assert!(SLOTS.is_power_of_two() && ENTRY_BYTES.is_power_of_two());
+
+/// The key of the `PyMalloc` with `tag` in `slot`.
+const fn make_key(tag: usize, slot: usize) -> usize {
+    tag << KEY_TAG_SHIFT | slot * ENTRY_BYTES
+}
+
 /// The key of a `PyMalloc` before its first call: no thread's table holds it (a slot's entry
-/// holds 0 or `tag << 6 | slot` with a small tag), so the fast path's one comparison fails.
+/// holds 0 or a [`make_key`] with a small tag), so the fast path's one comparison fails.
 const NO_KEY: usize = usize::MAX;
 
 // SAFETY: all shared state is reached through atomics or through the heap protocol of the
@@ -1103,16 +1123,24 @@ impl PyMalloc {
         }
     }
 
-    /// The calling thread's heap, or null when it has none yet (or before the first call, or
-    /// for a debug layout, whose threads have no heap of their own). One load of `key`, one
-    /// thread-local entry, one comparison: the entry holds this value's key only when it names
-    /// the thread's heap of it ([`NO_KEY`] matches no entry).
+    /// The calling thread's heap in `table` (its [`MINE`], from [`my_table`]), or `None` when
+    /// it has none yet (or before the first call, or for a debug layout, whose threads have no
+    /// heap of their own). One load of `key`, one entry, one comparison: an entry holds this
+    /// value's key only when it names the thread's heap of it ([`NO_KEY`] matches no entry).
     #[inline(always)]
-    fn mine_fast(&self) -> *mut ThreadHeap {
-        const _: () = assert!(SLOTS == 64);
+    fn mine_in(&self, table: *const Mine) -> Option<&ThreadHeap> {
         let key = self.key.load(Ordering::Acquire);
-        let (k, th) = MINE.with(|m| m[key & (SLOTS - 1)].get());
-        if k == key { th } else { core::ptr::null_mut() }
+        // SAFETY: `table` is the calling thread's table of SLOTS entries (caller), alive
+        // while the thread is; the offset is masked to an entry's start below SLOTS entries.
+        let (k, th) = unsafe { (*table.byte_add(key & (SLOTS - 1) * ENTRY_BYTES)).get() };
+        if k == key {
+            // SAFETY: an entry holds a real key (never 0 nor NO_KEY) only as `attach` wrote
+            // it, with the thread's heap of the `PyMalloc` of that key (tags are never reused),
+            // which lives as long as that value: `self`.
+            Some(unsafe { &*th })
+        } else {
+            None
+        }
     }
 
     #[inline(always)]
@@ -1138,7 +1166,7 @@ impl PyMalloc {
         let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
         let sh = map_one(Shared {
             slot,
-            key: tag << 6 | slot,
+            key: make_key(tag, slot),
             config: self.config,
             granularity: self.config.alignment(),
             locked: self.config.debug(),
@@ -1163,7 +1191,7 @@ impl PyMalloc {
             Ordering::Acquire,
         ) {
             Ok(_) => {
-                self.key.store(tag << 6 | slot, Ordering::Release);
+                self.key.store(make_key(tag, slot), Ordering::Release);
                 // SAFETY: published; lives until this value is dropped.
                 unsafe { &*sh }
             }
@@ -1339,7 +1367,7 @@ impl PyMalloc {
     #[inline(never)]
     unsafe fn alloc_drain_entered(&self, layout: Layout) -> *mut u8 {
         // SAFETY: caller contract: the thread's heap exists and is entered.
-        unsafe { (*self.mine_fast()).alloc_drain_entered(layout.size()) }
+        unsafe { self.mine_in(my_table()).unwrap_unchecked().alloc_drain_entered(layout.size()) }
     }
 
     /// A free of a block that is not in the calling thread's heap: a debug layout's, another
@@ -1481,16 +1509,14 @@ unsafe impl GlobalAlloc for PyMalloc {
     /// makes no call and saves no register.
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let table = my_table();
         let size = layout.size();
         if size.wrapping_sub(1) >= self.fast_threshold || layout.align() > self.fast_align {
             return self.alloc_other(layout);
         }
-        let th = self.mine_fast();
-        if th.is_null() {
+        let Some(th) = self.mine_in(table) else {
             return self.alloc_first(layout);
-        }
-        // SAFETY: `th` is the calling thread's heap, alive while `self` is.
-        let th = unsafe { &*th };
+        };
         if !th.enter_fast() {
             th.leave();
             return self.alloc_first(layout);
@@ -1518,13 +1544,11 @@ unsafe impl GlobalAlloc for PyMalloc {
     /// goes back on its pool's free list; everything else is a tail call out of line.
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        let th = self.mine_fast();
-        if th.is_null() {
+        let table = my_table();
+        let Some(th) = self.mine_in(table) else {
             // SAFETY: GlobalAlloc contract; the thread has no heap, so not its block.
             return unsafe { self.dealloc_foreign(ptr) };
-        }
-        // SAFETY: `th` is the calling thread's heap, alive while `self` is.
-        let th = unsafe { &*th };
+        };
         if !th.enter_fast() {
             th.leave();
             // SAFETY: GlobalAlloc contract; the calling thread owns `th`.
