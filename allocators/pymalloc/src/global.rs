@@ -41,9 +41,17 @@
 //!
 //! The owner's own calls never read another heap: an allocation goes to its heap; a free is
 //! first looked up in its heap's own map (a hit is the plain heap free), and only a miss asks
-//! the shared map, for another heap's block (pushed) or a raw block (libc). The thread's heap
-//! is found from a key in the `PyMalloc` value (slot and generation) and a thread-local table,
-//! without reading the shared state.
+//! the shared map, for another heap's block (pushed) or a raw block (libc).
+//!
+//! The fast paths find the thread's heap in one entry of the `PyMalloc`'s *fast table*,
+//! indexed and tagged by the thread pointer (`fs:0` on x86-64, `tpidr_el0` on AArch64: one
+//! instruction, no call; see `FastEntry` for its invariant). Everything else (the first call,
+//! a full pool list, a drain, a reader about, a thread whose entry another live thread holds)
+//! is a tail call out of line, so the fast paths make no call and save no register. The slow
+//! paths find the heap in a thread-local table indexed by the `PyMalloc`'s slot and tagged
+//! with its generation. Why not a thread-local on the fast path: compiled into a library crate
+//! its address comes from a call to `__tls_get_addr` (turned into an offset by the linker only
+//! later), and the registers live across that call cost a save and a restore on every call.
 //!
 //! ## 3. Threads that exit: abandoned heaps, adopted or drained
 //!
@@ -212,15 +220,83 @@ std::thread_local! {
     static MINE: [Mine; SLOTS] = const { [const { Cell::new((0, core::ptr::null_mut())) }; SLOTS] };
     /// Whether this thread has set [`EXIT_KEY`] (so its destructor will run).
     static KEY_SET: Cell<bool> = const { Cell::new(false) };
+    /// Set by [`thread_exit`]: from then on the thread enters no [`FastEntry`] (so none
+    /// outlives it; its calls go the slow way round).
+    static EXITING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The calling thread's [`MINE`]. Taken first thing in `alloc` and `dealloc`: compiled for a
-/// library, a thread-local's address comes from a call (`__tls_get_addr`, which the linker
-/// turns into a plain offset in an executable), and registers live across that call must be
-/// saved and restored; at the start of a call only the arguments are live.
+/// The calling thread's thread pointer: the address of its thread control block, which the
+/// x86-64 and AArch64 TLS ABIs keep in `fs:0` (a self-pointer) and `tpidr_el0`. Never 0 and
+/// distinct for every live thread of the process, read in one instruction. (A Rust
+/// thread-local's address would do as well, but compiled for a library its code is a call to
+/// `__tls_get_addr`, which the linker turns into an offset only later, after the registers
+/// live across it have been saved on the fast path.) Elsewhere, and under Miri: [`token`].
 #[inline(always)]
-fn my_table() -> *const Mine {
-    MINE.with(|m| m.as_ptr())
+fn thread_pointer() -> usize {
+    #[cfg(all(not(miri), target_os = "linux", target_arch = "x86_64"))]
+    {
+        let tp: usize;
+        // SAFETY: reads the first word of the thread's TCB through `fs`, which the x86-64
+        // TLS ABI makes a pointer to the TCB itself; no memory is written.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp,
+                options(nostack, readonly, preserves_flags, pure))
+        };
+        tp
+    }
+    #[cfg(all(not(miri), target_os = "linux", target_arch = "aarch64"))]
+    {
+        let tp: usize;
+        // SAFETY: reads the thread pointer register; no memory is touched.
+        unsafe {
+            core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp,
+                options(nostack, nomem, preserves_flags, pure))
+        };
+        tp
+    }
+    #[cfg(not(all(
+        not(miri),
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    {
+        token()
+    }
+}
+
+/// Entries of a `PyMalloc`'s fast table ([`Shared::fast`]).
+const FAST_LEN: usize = 256;
+
+/// One entry of the fast table: a live thread (its [`thread_pointer`]) and its heap of this
+/// `PyMalloc`; `tp` 0 when free. The fast paths find the calling thread's heap here, from the
+/// thread pointer alone: the entry at `(tp >> 8) & ((FAST_LEN - 1) * 16)` bytes (glibc puts
+/// threads' control blocks one stack apart, so bits 12-19 differ). A thread whose entry is
+/// taken by another live thread goes the slow way round ([`MINE`]).
+///
+/// Invariant: an entry with `tp` equal to a live thread's thread pointer was claimed by that
+/// thread (`attach`), names its heap, and only that thread reads `th` or clears the entry
+/// (at exit, before abandoning the heap); in a fork child, the handler clears every entry but
+/// the forking thread's. Entries of other threads are only compared.
+#[repr(C, align(16))]
+pub(crate) struct FastEntry {
+    tp: AtomicUsize,
+    th: AtomicPtr<ThreadHeap>,
+}
+
+impl FastEntry {
+    const fn empty() -> FastEntry {
+        FastEntry { tp: AtomicUsize::new(0), th: AtomicPtr::new(core::ptr::null_mut()) }
+    }
+}
+
+/// The fast table of every `PyMalloc` before its first call: empty, so every lookup misses.
+static NO_FAST: [FastEntry; FAST_LEN] = [const { FastEntry::empty() }; FAST_LEN];
+
+/// The byte offset of thread pointer `tp`'s entry in a fast table.
+#[inline(always)]
+fn fast_offset(tp: usize) -> usize {
+    const _: () = assert!(core::mem::size_of::<FastEntry>() == 16 && FAST_LEN == 256);
+    (tp >> 8) & ((FAST_LEN - 1) * 16)
 }
 
 /// An id for the calling thread: never 0, even, unique among the process's live threads.
@@ -297,6 +373,8 @@ pub(crate) struct ThreadHeap {
 /// What a `PyMalloc` shares among its heaps, in its own mapping (so the `PyMalloc` value may
 /// move after its first call).
 struct Shared {
+    /// The fast table (see [`FastEntry`]).
+    fast: [FastEntry; FAST_LEN],
     slot: usize,
     /// [`make_key`]`(tag, slot)`: what a thread's [`MINE`] entry for `slot` holds when it names a
     /// heap of this state.
@@ -780,6 +858,21 @@ impl Shared {
         if key == self.key { th } else { self.attach() }
     }
 
+    /// The entry of thread pointer `tp` in the fast table.
+    fn fast_entry(&self, tp: usize) -> &FastEntry {
+        // SAFETY: the offset is a multiple of 16 below FAST_LEN * 16.
+        unsafe { &*self.fast.as_ptr().byte_add(fast_offset(tp)) }
+    }
+
+    /// Frees the calling thread's entry in the fast table, if it has one.
+    fn forget_fast(&self, tp: usize) {
+        let e = self.fast_entry(tp);
+        if e.tp.load(Ordering::Relaxed) == tp {
+            e.th.store(core::ptr::null_mut(), Ordering::Relaxed);
+            e.tp.store(0, Ordering::Release);
+        }
+    }
+
     /// The calling thread's heap if it has one (null otherwise); never makes one.
     #[inline(always)]
     fn mine_if_any(&self) -> *mut ThreadHeap {
@@ -802,6 +895,15 @@ impl Shared {
             None => self.new_heap(me),
         };
         MINE.with(|m| m[self.slot].set((self.key, th)));
+        if !EXITING.with(|e| e.get()) {
+            let tp = thread_pointer();
+            let e = self.fast_entry(tp);
+            if e.tp.load(Ordering::Relaxed) == tp
+                || e.tp.compare_exchange(0, tp, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            {
+                e.th.store(th, Ordering::Relaxed);
+            }
+        }
         if !cfg!(miri) && !KEY_SET.with(|k| k.replace(true)) {
             // SAFETY: a key created by `setup_process`; a non-null value makes its destructor
             // run at thread exit. (glibc may allocate a second-level table for keys past 32
@@ -980,6 +1082,8 @@ fn each_shared(mut f: impl FnMut(&Shared)) {
 unsafe extern "C" fn thread_exit(_: *mut libc::c_void) {
     registry_lock();
     KEY_SET.with(|k| k.set(false));
+    EXITING.with(|e| e.set(true));
+    let tp = thread_pointer();
     MINE.with(|m| {
         for (slot, e) in m.iter().enumerate() {
             let (key, th) = e.replace((0, core::ptr::null_mut()));
@@ -989,6 +1093,8 @@ unsafe extern "C" fn thread_exit(_: *mut libc::c_void) {
             // SAFETY: the slot still has this tag, so its PyMalloc (and heap) lives, and the
             // registry lock keeps it alive; this thread owns the heap.
             let th = unsafe { &*th };
+            // SAFETY: as above: the slot's shared state is published and alive.
+            unsafe { (*SLOT_SHARED[slot].load(Ordering::Acquire)).forget_fast(tp) };
             // SAFETY: this thread owns the heap.
             unsafe {
                 th.owner_op(|th, heap| {
@@ -1023,7 +1129,14 @@ extern "C" fn after_fork_in_parent() {
 /// still at the fork) and become abandoned, for the child's threads to adopt or drain.
 extern "C" fn after_fork_in_child() {
     let me = token();
+    let tp = thread_pointer();
     each_shared(|sh| {
+        for e in &sh.fast {
+            if e.tp.load(Ordering::Relaxed) != tp {
+                e.th.store(core::ptr::null_mut(), Ordering::Relaxed);
+                e.tp.store(0, Ordering::Relaxed);
+            }
+        }
         for h in sh.heaps() {
             let s = h.remote.state.load(Ordering::Relaxed);
             if s != me {
@@ -1076,29 +1189,22 @@ pub struct PyMalloc {
     fast_threshold: usize,
     /// The block granularity: the largest alignment a pool block has.
     fast_align: usize,
-    /// [`make_key`] of the shared state's tag and slot once published, [`NO_KEY`] before: the
-    /// fast path finds the calling thread's heap from this and its thread-local table, without
-    /// reading `shared`.
-    key: AtomicUsize,
+    /// The fast table of the shared state once published, [`NO_FAST`] before: the fast path
+    /// finds the calling thread's heap there from its thread pointer, without reading `shared`
+    /// or a thread-local.
+    fast: AtomicPtr<FastEntry>,
     config: Config,
     /// The shared state, mapped by the first call; null before.
     shared: AtomicPtr<Shared>,
 }
 
-/// A key's low bits are its slot's byte offset in [`MINE`] (`slot * ENTRY_BYTES`, below
-/// `SLOTS * ENTRY_BYTES`), the rest its tag: the fast path masks the key into an offset.
-const ENTRY_BYTES: usize = core::mem::size_of::<Mine>();
-const KEY_TAG_SHIFT: u32 = (SLOTS * ENTRY_BYTES).trailing_zeros();
-const _: () = assert!(SLOTS.is_power_of_two() && ENTRY_BYTES.is_power_of_two());
+/// A key's low bits are its slot, the rest its tag (never 0).
+const KEY_TAG_SHIFT: u32 = SLOTS.trailing_zeros();
 
 /// The key of the `PyMalloc` with `tag` in `slot`.
 const fn make_key(tag: usize, slot: usize) -> usize {
-    tag << KEY_TAG_SHIFT | slot * ENTRY_BYTES
+    (tag << KEY_TAG_SHIFT) | slot
 }
-
-/// The key of a `PyMalloc` before its first call: no thread's table holds it (a slot's entry
-/// holds 0 or a [`make_key`] with a small tag), so the fast path's one comparison fails.
-const NO_KEY: usize = usize::MAX;
 
 // SAFETY: all shared state is reached through atomics or through the heap protocol of the
 // module docs: a heap is used by its owner, by one holder, or by a reader while still.
@@ -1117,29 +1223,33 @@ impl PyMalloc {
         PyMalloc {
             fast_threshold: if config.debug { 0 } else { config.threshold },
             fast_align: 1 << config.alignment_shift,
-            key: AtomicUsize::new(NO_KEY),
+            fast: AtomicPtr::new(NO_FAST.as_ptr().cast_mut()),
             config,
             shared: AtomicPtr::new(core::ptr::null_mut()),
         }
     }
 
-    /// The calling thread's heap in `table` (its [`MINE`], from [`my_table`]), or `None` when
-    /// it has none yet (or before the first call, or for a debug layout, whose threads have no
-    /// heap of their own). One load of `key`, one entry, one comparison: an entry holds this
-    /// value's key only when it names the thread's heap of it ([`NO_KEY`] matches no entry).
+    /// The calling thread's heap, or `None` when the fast table has none for it (before the
+    /// first call, before the thread's first call, when another thread took its entry, after
+    /// its exit began, and always for a debug layout, whose threads have no heap of their
+    /// own). One load of the table, one entry, one comparison, no call.
     #[inline(always)]
-    fn mine_in(&self, table: *const Mine) -> Option<&ThreadHeap> {
-        let key = self.key.load(Ordering::Acquire);
-        // SAFETY: `table` is the calling thread's table of SLOTS entries (caller), alive
-        // while the thread is; the offset is masked to an entry's start below SLOTS entries.
-        let (k, th) = unsafe { (*table.byte_add(key & (SLOTS - 1) * ENTRY_BYTES)).get() };
-        if k == key {
-            // SAFETY: an entry holds a real key (never 0 nor NO_KEY) only as `attach` wrote
-            // it, with the thread's heap of the `PyMalloc` of that key (tags are never reused),
-            // which lives as long as that value: `self`.
-            Some(unsafe { &*th })
-        } else {
-            None
+    fn mine_fast(&self) -> Option<&ThreadHeap> {
+        let tp = thread_pointer();
+        let table = self.fast.load(Ordering::Acquire);
+        // SAFETY: `table` is NO_FAST or the fast table of the published shared state, alive
+        // while `self` is; the offset is an entry's, within the table.
+        let e = unsafe { &*table.byte_add(fast_offset(tp)) };
+        if e.tp.load(Ordering::Relaxed) != tp {
+            return None;
+        }
+        let th = e.th.load(Ordering::Relaxed);
+        // SAFETY: an entry with the calling thread's pointer was claimed by this thread and
+        // names its heap of this value (FastEntry invariant: `attach` stores `th` before the
+        // thread's next call, and only the thread itself clears it), alive while `self` is.
+        unsafe {
+            core::hint::assert_unchecked(!th.is_null());
+            Some(&*th)
         }
     }
 
@@ -1165,6 +1275,7 @@ impl PyMalloc {
         };
         let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
         let sh = map_one(Shared {
+            fast: [const { FastEntry::empty() }; FAST_LEN],
             slot,
             key: make_key(tag, slot),
             config: self.config,
@@ -1191,7 +1302,8 @@ impl PyMalloc {
             Ordering::Acquire,
         ) {
             Ok(_) => {
-                self.key.store(make_key(tag, slot), Ordering::Release);
+                // SAFETY: published; lives until this value is dropped.
+                self.fast.store(unsafe { (*sh).fast.as_ptr().cast_mut() }, Ordering::Release);
                 // SAFETY: published; lives until this value is dropped.
                 unsafe { &*sh }
             }
@@ -1367,14 +1479,15 @@ impl PyMalloc {
     #[inline(never)]
     unsafe fn alloc_drain_entered(&self, layout: Layout) -> *mut u8 {
         // SAFETY: caller contract: the thread's heap exists and is entered.
-        unsafe { self.mine_in(my_table()).unwrap_unchecked().alloc_drain_entered(layout.size()) }
+        unsafe { (*self.shared().mine()).alloc_drain_entered(layout.size()) }
     }
 
-    /// A free of a block that is not in the calling thread's heap: a debug layout's, another
-    /// heap's (pushed or freed into the abandoned heap) or a raw block (libc).
+    /// A free the fast path did not do: a debug layout's, another heap's block (pushed or
+    /// freed into the abandoned heap), a raw block (libc), or a block of the calling thread's
+    /// heap when the fast table has no entry for the thread (then freed as the owner).
     ///
     /// # Safety
-    /// `ptr` is a live block of this allocator, not of the calling thread's heap.
+    /// `ptr` is a live block of this allocator.
     #[inline(never)]
     unsafe fn dealloc_foreign(&self, ptr: *mut u8) {
         let sh = self.shared();
@@ -1385,11 +1498,16 @@ impl PyMalloc {
         match sh.owners.lookup(ptr.addr()) {
             // SAFETY: caller contract; in no arena, so a raw block.
             None => unsafe { sh.raw_free(ptr) },
-            // SAFETY: a live block of another thread's heap (not this thread's: its map said
-            // no), which lives as long as `self`, re-derived from its arena's base.
-            Some((owner, base)) => unsafe {
-                (*owner.cast::<ThreadHeap>()).remote_free(base.with_addr(ptr.addr()))
-            },
+            Some((owner, base)) => {
+                let owner = owner.cast::<ThreadHeap>();
+                if owner == sh.mine_if_any() {
+                    // SAFETY: the calling thread owns the heap; ptr is its live block.
+                    return unsafe { (*owner).owner_op(|_, h| h.free(ptr)) };
+                }
+                // SAFETY: a live block of another thread's heap, which lives as long as
+                // `self`, re-derived from its arena's base.
+                unsafe { (*owner).remote_free(base.with_addr(ptr.addr())) }
+            }
         }
     }
 
@@ -1509,12 +1627,11 @@ unsafe impl GlobalAlloc for PyMalloc {
     /// makes no call and saves no register.
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let table = my_table();
         let size = layout.size();
         if size.wrapping_sub(1) >= self.fast_threshold || layout.align() > self.fast_align {
             return self.alloc_other(layout);
         }
-        let Some(th) = self.mine_in(table) else {
+        let Some(th) = self.mine_fast() else {
             return self.alloc_first(layout);
         };
         if !th.enter_fast() {
@@ -1544,9 +1661,8 @@ unsafe impl GlobalAlloc for PyMalloc {
     /// goes back on its pool's free list; everything else is a tail call out of line.
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        let table = my_table();
-        let Some(th) = self.mine_in(table) else {
-            // SAFETY: GlobalAlloc contract; the thread has no heap, so not its block.
+        let Some(th) = self.mine_fast() else {
+            // SAFETY: GlobalAlloc contract.
             return unsafe { self.dealloc_foreign(ptr) };
         };
         if !th.enter_fast() {
