@@ -1458,10 +1458,11 @@ impl PyMalloc {
 }
 
 impl PyMalloc {
-    /// A pool allocation by a thread that has no heap of this value yet (or before its first
-    /// call): makes or adopts one, then allocates as the owner.
-    /// (Also the fast path's retreat when a reader is about: then `owner_op` waits.) Takes
-    /// the fast path's arguments unchanged, so that its call is a plain jump.
+    /// A pool allocation the fast path did not do: the thread has no heap of this value yet
+    /// (or this is the value's first call), and then one is made or adopted; or the fast table
+    /// has no entry for the thread (another live thread holds it, or the thread is exiting);
+    /// or a reader is about (then `owner_op` waits). Allocates as the owner. Takes the fast
+    /// path's arguments unchanged, so that its call is a plain jump.
     #[cold]
     #[inline(never)]
     fn alloc_first(&self, layout: Layout) -> *mut u8 {
