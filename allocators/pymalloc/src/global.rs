@@ -1483,14 +1483,38 @@ impl PyMalloc {
         unsafe { (*self.shared().mine()).alloc_drain_entered(layout.size()) }
     }
 
-    /// A free the fast path did not do: a debug layout's, another heap's block (pushed or
-    /// freed into the abandoned heap), a raw block (libc), or a block of the calling thread's
-    /// heap when the fast table has no entry for the thread (then freed as the owner).
+    /// A free the fast path did not do because the fast table has no entry for the thread: a
+    /// debug layout's, or any block of a thread without a heap, or (the thread's entry held by
+    /// another live thread, or the thread exiting) possibly a block of its own heap, then
+    /// freed as the owner.
     ///
     /// # Safety
     /// `ptr` is a live block of this allocator.
     #[inline(never)]
+    unsafe fn dealloc_unlisted(&self, ptr: *mut u8) {
+        // SAFETY: caller contract.
+        unsafe { self.dealloc_foreign_or_mine(ptr, true) }
+    }
+
+    /// A free of a block the calling thread's own heap does not hold: another heap's block
+    /// (pushed, or freed into the heap if abandoned) or a raw block (libc).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator, not of the calling thread's heap.
+    #[inline(never)]
     unsafe fn dealloc_foreign(&self, ptr: *mut u8) {
+        // SAFETY: caller contract.
+        unsafe { self.dealloc_foreign_or_mine(ptr, false) }
+    }
+
+    /// The frees of [`dealloc_unlisted`](Self::dealloc_unlisted) (`maybe_mine`) and
+    /// [`dealloc_foreign`](Self::dealloc_foreign).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator, and of another heap than the calling thread's
+    /// unless `maybe_mine`.
+    #[inline(always)]
+    unsafe fn dealloc_foreign_or_mine(&self, ptr: *mut u8, maybe_mine: bool) {
         let sh = self.shared();
         if sh.locked {
             // SAFETY: caller contract: ptr is a live block of this allocator.
@@ -1501,7 +1525,7 @@ impl PyMalloc {
             None => unsafe { sh.raw_free(ptr) },
             Some((owner, base)) => {
                 let owner = owner.cast::<ThreadHeap>();
-                if owner == sh.mine_if_any() {
+                if maybe_mine && owner == sh.mine_if_any() {
                     // SAFETY: the calling thread owns the heap; ptr is its live block.
                     return unsafe { (*owner).owner_op(|_, h| h.free(ptr)) };
                 }
@@ -1664,7 +1688,7 @@ unsafe impl GlobalAlloc for PyMalloc {
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         let Some(th) = self.mine_fast() else {
             // SAFETY: GlobalAlloc contract.
-            return unsafe { self.dealloc_foreign(ptr) };
+            return unsafe { self.dealloc_unlisted(ptr) };
         };
         if !th.enter_fast() {
             th.leave();
