@@ -45,9 +45,17 @@
 //!
 //! The owner's own calls never read another heap: an allocation goes to its heap; a free is
 //! first looked up in its heap's own map (a hit is the plain heap free), and only a miss asks
-//! the shared map, for another heap's block (pushed) or a raw block (libc). The thread's heap
-//! is found from a key in the `PyMalloc` value (slot and generation) and a thread-local table,
-//! without reading the shared state.
+//! the shared map, for another heap's block (pushed) or a raw block (libc).
+//!
+//! The fast paths find the thread's heap in one entry of the `PyMalloc`'s *fast table*,
+//! indexed and tagged by the thread pointer (`fs:0` on x86-64, `tpidr_el0` on AArch64: one
+//! instruction, no call; see `FastEntry` for its invariant). Everything else (the first call,
+//! a full pool list, a drain, a reader about, a thread whose entry another live thread holds)
+//! is a tail call out of line, so the fast paths make no call and save no register. The slow
+//! paths find the heap in a thread-local table indexed by the `PyMalloc`'s slot and tagged
+//! with its generation. Why not a thread-local on the fast path: compiled into a library crate
+//! its address comes from a call to `__tls_get_addr` (turned into an offset by the linker only
+//! later), and the registers live across that call cost a save and a restore on every call.
 //!
 //! ## 3. Threads that exit: abandoned heaps, adopted or drained
 //!
@@ -130,7 +138,7 @@
 //! their counters live in the `PyMalloc` (atomic, off the pool path) and are added to the
 //! heaps' own.
 
-use crate::config::Config;
+use crate::config::{Config, MAX_CLASSES};
 use crate::os::{self, ArenaSource, PAGE};
 use crate::owners::OwnerMap;
 use crate::pool::{NO_CLASS, PoolHeader};
@@ -219,7 +227,8 @@ fn fatal(msg: &str) -> ! {
 #[repr(align(8))]
 struct Token(#[allow(dead_code)] u8);
 
-/// A thread's entry for one slot: the slot's tag when the entry was made, and the heap.
+/// A thread's entry for one slot: the key ([`make_key`]) of the `PyMalloc` that used the slot
+/// when the entry was made, and the heap; `(0, null)` when unused.
 type Mine = Cell<(usize, *mut ThreadHeap)>;
 
 std::thread_local! {
@@ -231,8 +240,83 @@ std::thread_local! {
     static MINE: [Mine; SLOTS] = const { [const { Cell::new((0, core::ptr::null_mut())) }; SLOTS] };
     /// Whether this thread has set [`EXIT_KEY`] (so its destructor will run).
     static KEY_SET: Cell<bool> = const { Cell::new(false) };
-    /// Whether [`thread_exit`] has run on this thread: its later calls borrow a heap (point 3).
+    /// Whether [`thread_exit`] has run on this thread: its later calls borrow a heap (point 3)
+    /// and it enters no [`FastEntry`] (so none outlives it).
     static EXITED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The calling thread's thread pointer: the address of its thread control block, which the
+/// x86-64 and AArch64 TLS ABIs keep in `fs:0` (a self-pointer) and `tpidr_el0`. Never 0 and
+/// distinct for every live thread of the process, read in one instruction. (A Rust
+/// thread-local's address would do as well, but compiled for a library its code is a call to
+/// `__tls_get_addr`, which the linker turns into an offset only later, after the registers
+/// live across it have been saved on the fast path.) Elsewhere, and under Miri: [`token`].
+#[inline(always)]
+fn thread_pointer() -> usize {
+    #[cfg(all(not(miri), target_os = "linux", target_arch = "x86_64"))]
+    {
+        let tp: usize;
+        // SAFETY: reads the first word of the thread's TCB through `fs`, which the x86-64
+        // TLS ABI makes a pointer to the TCB itself; no memory is written.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp,
+                options(nostack, readonly, preserves_flags, pure))
+        };
+        tp
+    }
+    #[cfg(all(not(miri), target_os = "linux", target_arch = "aarch64"))]
+    {
+        let tp: usize;
+        // SAFETY: reads the thread pointer register; no memory is touched.
+        unsafe {
+            core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp,
+                options(nostack, nomem, preserves_flags, pure))
+        };
+        tp
+    }
+    #[cfg(not(all(
+        not(miri),
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    {
+        token()
+    }
+}
+
+/// Entries of a `PyMalloc`'s fast table ([`Shared::fast`]).
+const FAST_LEN: usize = 256;
+
+/// One entry of the fast table: a live thread (its [`thread_pointer`]) and its heap of this
+/// `PyMalloc`; `tp` 0 when free. The fast paths find the calling thread's heap here, from the
+/// thread pointer alone: the entry at `(tp >> 8) & ((FAST_LEN - 1) * 16)` bytes (glibc puts
+/// threads' control blocks one stack apart, so bits 12-19 differ). A thread whose entry is
+/// taken by another live thread goes the slow way round ([`MINE`]).
+///
+/// Invariant: an entry with `tp` equal to a live thread's thread pointer was claimed by that
+/// thread (`attach`), names its heap, and only that thread reads `th` or clears the entry
+/// (at exit, before abandoning the heap); in a fork child, the handler clears every entry but
+/// the forking thread's. Entries of other threads are only compared.
+#[repr(C, align(16))]
+pub(crate) struct FastEntry {
+    tp: AtomicUsize,
+    th: AtomicPtr<ThreadHeap>,
+}
+
+impl FastEntry {
+    const fn empty() -> FastEntry {
+        FastEntry { tp: AtomicUsize::new(0), th: AtomicPtr::new(core::ptr::null_mut()) }
+    }
+}
+
+/// The fast table of every `PyMalloc` before its first call: empty, so every lookup misses.
+static NO_FAST: [FastEntry; FAST_LEN] = [const { FastEntry::empty() }; FAST_LEN];
+
+/// The byte offset of thread pointer `tp`'s entry in a fast table.
+#[inline(always)]
+fn fast_offset(tp: usize) -> usize {
+    const _: () = assert!(core::mem::size_of::<FastEntry>() == 16 && FAST_LEN == 256);
+    (tp >> 8) & ((FAST_LEN - 1) * 16)
 }
 
 /// An id for the calling thread: never 0, even, unique among the process's live threads.
@@ -309,8 +393,12 @@ pub(crate) struct ThreadHeap {
 /// What a `PyMalloc` shares among its heaps, in its own mapping (so the `PyMalloc` value may
 /// move after its first call).
 struct Shared {
+    /// The fast table (see [`FastEntry`]).
+    fast: [FastEntry; FAST_LEN],
     slot: usize,
-    tag: usize,
+    /// [`make_key`]`(tag, slot)`: what a thread's [`MINE`] entry for `slot` holds when it names a
+    /// heap of this state.
+    key: usize,
     config: Config,
     granularity: usize,
     /// Debug layout: one heap for all threads, held by each call.
@@ -501,6 +589,76 @@ impl ThreadHeap {
         if FLAGS.load(Ordering::Acquire) != 0 {
             self.enter_slow();
         }
+    }
+
+    /// The fast paths' entry: marks the heap busy; `false` when [`FLAGS`] is set (a reader,
+    /// or the fence fallback), and then the caller lets go (`leave`) and takes the full path,
+    /// whose `enter` waits. Makes no call (re-entry is fatal and does not return).
+    #[inline(always)]
+    fn enter_fast(&self) -> bool {
+        if self.own.busy.load(Ordering::Relaxed) {
+            fatal(MSG_REENTERED);
+        }
+        self.own.busy.store(true, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        FLAGS.load(Ordering::Acquire) == 0
+    }
+
+    /// An allocation as the owner, entering (and waiting out a reader) first: the first call,
+    /// and the fast path's retreat when a reader is about.
+    ///
+    /// # Safety
+    /// The calling thread owns this heap.
+    #[inline(never)]
+    unsafe fn alloc_owned(&self, size: usize) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe {
+            self.owner_op(|th, h| {
+                let ticks = th.own.ticks.load(Ordering::Relaxed).wrapping_add(1);
+                th.own.ticks.store(ticks, Ordering::Relaxed);
+                let class = (size - 1) >> h.config().alignment_shift;
+                if ticks % DRAIN_TICKS == 0
+                    || h.usedpools()[class & (MAX_CLASSES - 1)].head.is_null()
+                {
+                    th.drain(h);
+                }
+                h.alloc(size)
+            })
+        }
+    }
+
+    /// The rest of an allocation whose fast path found a drain due or no used pool: drains
+    /// the remote stack, allocates, and lets go.
+    ///
+    /// # Safety
+    /// The calling thread owns this heap and has entered it (`enter_fast`).
+    #[inline(never)]
+    unsafe fn alloc_drain_entered(&self, size: usize) -> *mut u8 {
+        let unwinding = AbortOnUnwind;
+        // SAFETY: entered as the owner: the heap's only user.
+        let p = unsafe {
+            let h = &mut *self.heap();
+            self.drain(h);
+            h.alloc(size)
+        };
+        core::mem::forget(unwinding);
+        self.leave();
+        p
+    }
+
+    /// The rest of a free whose fast path emptied a pool: the pool goes back to its arena
+    /// (which may be released), then the owner lets go.
+    ///
+    /// # Safety
+    /// The calling thread owns this heap and has entered it; `pool` is live, on its class
+    /// list, and has just become empty.
+    #[inline(never)]
+    unsafe fn pool_emptied_entered(&self, pool: *mut PoolHeader) {
+        let unwinding = AbortOnUnwind;
+        // SAFETY: entered as the owner; `pool` as the caller says.
+        unsafe { (*self.heap()).pool_now_empty(pool) };
+        core::mem::forget(unwinding);
+        self.leave();
     }
 
     #[cold]
@@ -747,15 +905,30 @@ impl Shared {
     /// the thread may not own one (see [`attach`](Self::attach)): the caller then borrows one.
     #[inline(always)]
     fn mine(&self) -> *mut ThreadHeap {
-        let (tag, th) = MINE.with(|m| m[self.slot].get());
-        if tag == self.tag { th } else { self.attach() }
+        let (key, th) = MINE.with(|m| m[self.slot].get());
+        if key == self.key { th } else { self.attach() }
+    }
+
+    /// The entry of thread pointer `tp` in the fast table.
+    fn fast_entry(&self, tp: usize) -> &FastEntry {
+        // SAFETY: the offset is a multiple of 16 below FAST_LEN * 16.
+        unsafe { &*self.fast.as_ptr().byte_add(fast_offset(tp)) }
+    }
+
+    /// Frees the calling thread's entry in the fast table, if it has one.
+    fn forget_fast(&self, tp: usize) {
+        let e = self.fast_entry(tp);
+        if e.tp.load(Ordering::Relaxed) == tp {
+            e.th.store(core::ptr::null_mut(), Ordering::Relaxed);
+            e.tp.store(0, Ordering::Release);
+        }
     }
 
     /// The calling thread's heap if it has one (null otherwise); never makes one.
     #[inline(always)]
     fn mine_if_any(&self) -> *mut ThreadHeap {
-        let (tag, th) = MINE.with(|m| m[self.slot].get());
-        if tag == self.tag { th } else { core::ptr::null_mut() }
+        let (key, th) = MINE.with(|m| m[self.slot].get());
+        if key == self.key { th } else { core::ptr::null_mut() }
     }
 
     /// The calling thread's first call: adopts an abandoned heap or makes one, and arms the
@@ -792,7 +965,16 @@ impl Shared {
             }
             None => self.new_heap(me),
         };
-        MINE.with(|m| m[self.slot].set((self.tag, th)));
+        MINE.with(|m| m[self.slot].set((self.key, th)));
+        if !EXITED.with(Cell::get) {
+            let tp = thread_pointer();
+            let e = self.fast_entry(tp);
+            if e.tp.load(Ordering::Relaxed) == tp
+                || e.tp.compare_exchange(0, tp, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            {
+                e.th.store(th, Ordering::Relaxed);
+            }
+        }
         if !cfg!(miri) && !KEY_SET.with(|k| k.replace(true)) {
             // SAFETY: a key created by `setup_process`; a non-null value makes its destructor
             // run at thread exit. (glibc may allocate a second-level table for keys past 32
@@ -1020,15 +1202,18 @@ unsafe extern "C" fn thread_exit(_: *mut libc::c_void) {
     registry_lock();
     KEY_SET.with(|k| k.set(false));
     EXITED.with(|e| e.set(true));
+    let tp = thread_pointer();
     MINE.with(|m| {
         for (slot, e) in m.iter().enumerate() {
-            let (tag, th) = e.replace((0, core::ptr::null_mut()));
-            if tag == 0 || SLOT_TAG[slot].load(Ordering::Relaxed) != tag {
+            let (key, th) = e.replace((0, core::ptr::null_mut()));
+            if key == 0 || SLOT_TAG[slot].load(Ordering::Relaxed) != key >> KEY_TAG_SHIFT {
                 continue; // never used, or its PyMalloc was dropped
             }
             // SAFETY: the slot still has this tag, so its PyMalloc (and heap) lives, and the
             // registry lock keeps it alive; this thread owns the heap.
             let th = unsafe { &*th };
+            // SAFETY: as above: the slot's shared state is published and alive.
+            unsafe { (*SLOT_SHARED[slot].load(Ordering::Acquire)).forget_fast(tp) };
             // SAFETY: this thread owns the heap.
             unsafe {
                 th.owner_op(|th, heap| {
@@ -1063,7 +1248,14 @@ extern "C" fn after_fork_in_parent() {
 /// still at the fork) and become abandoned, for the child's threads to adopt or drain.
 extern "C" fn after_fork_in_child() {
     let me = token();
+    let tp = thread_pointer();
     each_shared(|sh| {
+        for e in &sh.fast {
+            if e.tp.load(Ordering::Relaxed) != tp {
+                e.th.store(core::ptr::null_mut(), Ordering::Relaxed);
+                e.tp.store(0, Ordering::Relaxed);
+            }
+        }
         for h in sh.heaps() {
             let s = h.remote.state.load(Ordering::Relaxed);
             if s != me {
@@ -1112,12 +1304,26 @@ pub struct HeapCount {
 /// At most [`SLOTS`] values may be alive at once (see the [module docs](self) for why each
 /// takes a slot of a process-wide table).
 pub struct PyMalloc {
+    /// `threshold`, or 0 for a debug layout: with `fast_align`, the two comparisons by which
+    /// `alloc` picks its fast path (a debug layout never takes it).
+    fast_threshold: usize,
+    /// The block granularity: the largest alignment a pool block has.
+    fast_align: usize,
+    /// The fast table of the shared state once published, [`NO_FAST`] before: the fast path
+    /// finds the calling thread's heap there from its thread pointer, without reading `shared`
+    /// or a thread-local.
+    fast: AtomicPtr<FastEntry>,
     config: Config,
     /// The shared state, mapped by the first call; null before.
     shared: AtomicPtr<Shared>,
-    /// `tag << 6 | slot` of the shared state once published, 0 before: the fast path finds the
-    /// calling thread's heap from this and its thread-local table, without reading `shared`.
-    key: AtomicUsize,
+}
+
+/// A key's low bits are its slot, the rest its tag (never 0).
+const KEY_TAG_SHIFT: u32 = SLOTS.trailing_zeros();
+
+/// The key of the `PyMalloc` with `tag` in `slot`.
+const fn make_key(tag: usize, slot: usize) -> usize {
+    (tag << KEY_TAG_SHIFT) | slot
 }
 
 // SAFETY: all shared state is reached through atomics or through the heap protocol of the
@@ -1134,18 +1340,37 @@ impl PyMalloc {
 
     /// pymalloc with another (validated) layout.
     pub const fn with_config(config: Config) -> Self {
-        PyMalloc { config, shared: AtomicPtr::new(core::ptr::null_mut()), key: AtomicUsize::new(0) }
+        PyMalloc {
+            fast_threshold: if config.debug { 0 } else { config.threshold },
+            fast_align: 1 << config.alignment_shift,
+            fast: AtomicPtr::new(NO_FAST.as_ptr().cast_mut()),
+            config,
+            shared: AtomicPtr::new(core::ptr::null_mut()),
+        }
     }
 
-    /// The calling thread's heap, or null when it has none yet (or before the first call).
-    /// A thread's table holds (0, null) or (a tag >= 1, its heap) per slot, so the key 0 of a
-    /// value not yet initialised finds null.
+    /// The calling thread's heap, or `None` when the fast table has none for it (before the
+    /// first call, before the thread's first call, when another thread took its entry, after
+    /// its exit began, and always for a debug layout, whose threads have no heap of their
+    /// own). One load of the table, one entry, one comparison, no call.
     #[inline(always)]
-    fn mine_fast(&self) -> *mut ThreadHeap {
-        const _: () = assert!(SLOTS == 64);
-        let key = self.key.load(Ordering::Acquire);
-        let (tag, th) = MINE.with(|m| m[key & (SLOTS - 1)].get());
-        if tag == key >> 6 { th } else { core::ptr::null_mut() }
+    fn mine_fast(&self) -> Option<&ThreadHeap> {
+        let tp = thread_pointer();
+        let table = self.fast.load(Ordering::Acquire);
+        // SAFETY: `table` is NO_FAST or the fast table of the published shared state, alive
+        // while `self` is; the offset is an entry's, within the table.
+        let e = unsafe { &*table.byte_add(fast_offset(tp)) };
+        if e.tp.load(Ordering::Relaxed) != tp {
+            return None;
+        }
+        let th = e.th.load(Ordering::Relaxed);
+        // SAFETY: an entry with the calling thread's pointer was claimed by this thread and
+        // names its heap of this value (FastEntry invariant: `attach` stores `th` before the
+        // thread's next call, and only the thread itself clears it), alive while `self` is.
+        unsafe {
+            core::hint::assert_unchecked(!th.is_null());
+            Some(&*th)
+        }
     }
 
     #[inline(always)]
@@ -1170,8 +1395,9 @@ impl PyMalloc {
         };
         let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
         let sh = map_one(Shared {
+            fast: [const { FastEntry::empty() }; FAST_LEN],
             slot,
-            tag,
+            key: make_key(tag, slot),
             config: self.config,
             granularity: self.config.alignment(),
             locked: self.config.debug(),
@@ -1196,7 +1422,8 @@ impl PyMalloc {
             Ordering::Acquire,
         ) {
             Ok(_) => {
-                self.key.store(tag << 6 | slot, Ordering::Release);
+                // SAFETY: published; lives until this value is dropped.
+                self.fast.store(unsafe { (*sh).fast.as_ptr().cast_mut() }, Ordering::Release);
                 // SAFETY: published; lives until this value is dropped.
                 unsafe { &*sh }
             }
@@ -1413,6 +1640,115 @@ impl PyMalloc {
 }
 
 impl PyMalloc {
+    /// A pool allocation the fast path did not do: the thread has no heap of this value yet
+    /// (or this is the value's first call), and then one is made or adopted; or the fast table
+    /// has no entry for the thread (another live thread holds it, or the thread is exiting);
+    /// or a reader is about (then `owner_op` waits). Allocates as the owner. Takes the fast
+    /// path's arguments unchanged, so that its call is a plain jump.
+    #[cold]
+    #[inline(never)]
+    fn alloc_first(&self, layout: Layout) -> *mut u8 {
+        let sh = self.shared();
+        let th = sh.mine();
+        if th.is_null() {
+            // The thread's exit destructor has run (or its key could not be set): it owns no
+            // heap, and borrows one for this call.
+            return sh.alloc_borrowed(layout.size());
+        }
+        // SAFETY: `mine` returned the calling thread's heap, alive while `self` is.
+        unsafe { (*th).alloc_owned(layout.size()) }
+    }
+
+    /// The rest of an allocation whose fast path found a drain due or no used pool: drains
+    /// the thread's remote stack, allocates, and lets go. Takes the fast path's arguments
+    /// unchanged (and finds the heap again), so that its call is a plain jump.
+    ///
+    /// # Safety
+    /// The calling thread has a heap of this value and has entered it (`enter_fast`).
+    #[inline(never)]
+    unsafe fn alloc_drain_entered(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: caller contract: the thread's heap exists and is entered.
+        unsafe { (*self.shared().mine()).alloc_drain_entered(layout.size()) }
+    }
+
+    /// A free the fast path did not do because the fast table has no entry for the thread: a
+    /// debug layout's, or any block of a thread without a heap, or (the thread's entry held by
+    /// another live thread, or the thread exiting) possibly a block of its own heap, then
+    /// freed as the owner.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator.
+    #[inline(never)]
+    unsafe fn dealloc_unlisted(&self, ptr: *mut u8) {
+        // SAFETY: caller contract.
+        unsafe { self.dealloc_foreign_or_mine(ptr, true) }
+    }
+
+    /// A free of a block the calling thread's own heap does not hold: another heap's block
+    /// (pushed, or freed into the heap if abandoned) or a raw block (libc).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator, not of the calling thread's heap.
+    #[inline(never)]
+    unsafe fn dealloc_foreign(&self, ptr: *mut u8) {
+        // SAFETY: caller contract.
+        unsafe { self.dealloc_foreign_or_mine(ptr, false) }
+    }
+
+    /// The frees of [`dealloc_unlisted`](Self::dealloc_unlisted) (`maybe_mine`) and
+    /// [`dealloc_foreign`](Self::dealloc_foreign).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator, and of another heap than the calling thread's
+    /// unless `maybe_mine`.
+    #[inline(always)]
+    unsafe fn dealloc_foreign_or_mine(&self, ptr: *mut u8, maybe_mine: bool) {
+        let sh = self.shared();
+        if sh.locked {
+            // SAFETY: caller contract: ptr is a live block of this allocator.
+            return sh.locked_heap().locked_op(|h| unsafe { h.free(ptr) });
+        }
+        match sh.owners.lookup(ptr.addr()) {
+            // SAFETY: caller contract; in no arena, so a raw block.
+            None => unsafe { sh.raw_free(ptr) },
+            Some((owner, base)) => {
+                let owner = owner.cast::<ThreadHeap>();
+                if maybe_mine && owner == sh.mine_if_any() {
+                    // SAFETY: the calling thread owns the heap; ptr is its live block.
+                    return unsafe { (*owner).owner_op(|_, h| h.free(ptr)) };
+                }
+                // SAFETY: a live block of another thread's heap, which lives as long as
+                // `self`, re-derived from its arena's base.
+                unsafe { (*owner).remote_free(base.with_addr(ptr.addr())) }
+            }
+        }
+    }
+
+    /// `dealloc` when a reader's request (or the fence fallback) sent the fast path away: the
+    /// whole free as the owner, waiting out the reader first.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator; the calling thread owns `th`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_owned(&self, th: &ThreadHeap, ptr: *mut u8) {
+        // SAFETY: caller contract: the calling thread owns `th`; freed only if its heap owns
+        // ptr.
+        let freed = unsafe {
+            th.owner_op(|_, h| {
+                let own = h.owns(ptr);
+                if own {
+                    h.free(ptr);
+                }
+                own
+            })
+        };
+        if !freed {
+            // SAFETY: caller contract; not in this thread's heap.
+            unsafe { self.dealloc_foreign(ptr) };
+        }
+    }
+
     /// Allocations off the pool path: raw blocks, and every call of a debug layout.
     #[inline(never)]
     fn alloc_other(&self, layout: Layout) -> *mut u8 {
@@ -1499,76 +1835,69 @@ impl Default for PyMalloc {
 // `layout.size()` long; dealloc and realloc pass back blocks of this allocator, found by the
 // shared arena map (pool blocks, any heap) or not (raw blocks).
 unsafe impl GlobalAlloc for PyMalloc {
+    /// The fast path: the calling thread's heap, marked busy, has a used pool for the class
+    /// and no drain is due; everything else is a tail call out of line, so that this path
+    /// makes no call and saves no register.
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let size = layout.size();
-        let c = &self.config;
-        if size.wrapping_sub(1) < c.threshold
-            && layout.align() <= 1 << c.alignment_shift
-            && !c.debug
-        {
-            let class = (size - 1) >> c.alignment_shift;
-            let mut th = self.mine_fast();
-            if th.is_null() {
-                th = self.shared().mine();
-                if th.is_null() {
-                    return self.shared().alloc_borrowed(size);
-                }
-            }
-            // SAFETY: `th` is the calling thread's heap, which it owns.
-            unsafe {
-                (*th).owner_op(|th, h| {
-                    // Remote frees are taken back every `DRAIN_TICKS` allocations, and before
-                    // the heap would take a new pool for a class (and at thread exit, and by
-                    // `stats`): the owner reads the line pushers write once in a while only.
-                    let ticks = th.own.ticks.load(Ordering::Relaxed).wrapping_add(1);
-                    th.own.ticks.store(ticks, Ordering::Relaxed);
-                    if ticks % DRAIN_TICKS == 0 || h.usedpools()[class].head.is_null() {
-                        th.drain(h);
-                    }
-                    h.alloc(size)
-                })
-            }
-        } else {
-            self.alloc_other(layout)
+        if size.wrapping_sub(1) >= self.fast_threshold || layout.align() > self.fast_align {
+            return self.alloc_other(layout);
         }
+        let Some(th) = self.mine_fast() else {
+            return self.alloc_first(layout);
+        };
+        if !th.enter_fast() {
+            th.leave();
+            return self.alloc_first(layout);
+        }
+        // Remote frees are taken back every `DRAIN_TICKS` allocations, and before the heap
+        // would take a new pool for a class (and at thread exit, and by `stats`): the owner
+        // reads the line pushers write once in a while only.
+        let ticks = th.own.ticks.load(Ordering::Relaxed).wrapping_add(1);
+        th.own.ticks.store(ticks, Ordering::Relaxed);
+        let class = (size - 1) >> self.config.alignment_shift;
+        // SAFETY: entered as the owner: the heap's only user (see `owner_op`).
+        let h = unsafe { &mut *th.heap() };
+        let pool = h.usedpools()[class & (MAX_CLASSES - 1)].head;
+        if ticks % DRAIN_TICKS == 0 || pool.is_null() {
+            // SAFETY: the calling thread has entered its heap as the owner.
+            return unsafe { self.alloc_drain_entered(layout) };
+        }
+        // SAFETY: `pool` is the non-null head of `usedpools[class]`; this path cannot unwind.
+        let p = unsafe { h.alloc_from_used(class, pool) };
+        th.leave();
+        p
     }
 
+    /// The fast path: a block of the calling thread's own heap, found by that heap's own map,
+    /// goes back on its pool's free list; everything else is a tail call out of line.
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        let mine = self.mine_fast();
-        // The common case first: a block of the calling thread's own heap, found by that
-        // heap's own map (the free repeats the same lookup, which the compiler merges).
-        if !mine.is_null() {
-            // SAFETY: `mine` is the calling thread's heap; ptr is a live block of this
-            // allocator (GlobalAlloc contract), freed here only if that heap owns it.
-            let freed = unsafe {
-                (*mine).owner_op(|_, h| {
-                    let own = h.owns(ptr);
-                    if own {
-                        h.free(ptr);
-                    }
-                    own
-                })
-            };
-            if freed {
-                return;
-            }
+        let Some(th) = self.mine_fast() else {
+            // SAFETY: GlobalAlloc contract.
+            return unsafe { self.dealloc_unlisted(ptr) };
+        };
+        if !th.enter_fast() {
+            th.leave();
+            // SAFETY: GlobalAlloc contract; the calling thread owns `th`.
+            return unsafe { self.dealloc_owned(th, ptr) };
         }
-        let sh = self.shared();
-        if sh.locked {
-            // SAFETY: GlobalAlloc contract: ptr is a live block of this allocator.
-            return sh.locked_heap().locked_op(|h| unsafe { h.free(ptr) });
+        // SAFETY: entered as the owner: the heap's only user (see `owner_op`).
+        let h = unsafe { &mut *th.heap() };
+        let Some(p) = h.in_arena(ptr) else {
+            th.leave();
+            // SAFETY: GlobalAlloc contract; not in this thread's heap.
+            return unsafe { self.dealloc_foreign(ptr) };
+        };
+        // SAFETY: ptr is a live block of this heap (GlobalAlloc contract, found in its map),
+        // `p` re-derived from its arena; this path cannot unwind.
+        let emptied = unsafe { h.free_to_pool(p) };
+        if !emptied.is_null() {
+            // SAFETY: entered as the owner; `emptied` just became empty.
+            return unsafe { th.pool_emptied_entered(emptied) };
         }
-        match sh.owners.lookup(ptr.addr()) {
-            // SAFETY: GlobalAlloc contract; in no arena, so a raw block.
-            None => unsafe { sh.raw_free(ptr) },
-            // SAFETY: a live block of another thread's heap (not this thread's: its map said
-            // no), which lives as long as `self`, re-derived from its arena's base.
-            Some((owner, base)) => unsafe {
-                (*owner.cast::<ThreadHeap>()).remote_free(base.with_addr(ptr.addr()))
-            },
-        }
+        th.leave();
     }
 
     #[inline]

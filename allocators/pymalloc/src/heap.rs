@@ -189,25 +189,39 @@ impl<S: ArenaSource> Heap<S> {
 
     #[inline(always)]
     fn alloc_small(&mut self, class: usize) -> *mut u8 {
-        let list = &mut self.usedpools[class & (MAX_CLASSES - 1)];
-        let pool = list.head;
+        let pool = self.usedpools[class & (MAX_CLASSES - 1)].head;
         if !pool.is_null() {
-            // SAFETY: a pool on usedpools is live and has a non-null free list (PoolHeader
-            // invariant), whose head is a free block of this pool whose first word is a link.
-            unsafe {
-                (*pool).count += 1;
-                let bp = (*pool).freeblock;
-                let next = *bp.cast::<*mut u8>();
-                (*pool).freeblock = next;
-                if next.is_null() && !PoolHeader::extend(pool, (class + 1) << self.alignment_shift)
-                {
-                    // Full: off the list (it is the head).
-                    list.unlink(pool);
-                }
-                return bp;
-            }
+            // SAFETY: `pool` is the head of `usedpools[class]`.
+            return unsafe { self.alloc_from_used(class, pool) };
         }
         self.alloc_from_new_pool(class)
+    }
+
+    /// The fast path of `alloc_small`: a block of `pool`, the head of `usedpools[class]`.
+    /// Also called by the global allocator's fast path, which reads the head itself.
+    ///
+    /// # Safety
+    /// `pool` is `usedpools[class].head` and not null.
+    #[inline(always)]
+    pub(crate) unsafe fn alloc_from_used(
+        &mut self,
+        class: usize,
+        pool: *mut PoolHeader,
+    ) -> *mut u8 {
+        let list = &mut self.usedpools[class & (MAX_CLASSES - 1)];
+        // SAFETY: a pool on usedpools is live and has a non-null free list (PoolHeader
+        // invariant), whose head is a free block of this pool whose first word is a link.
+        unsafe {
+            (*pool).count += 1;
+            let bp = (*pool).freeblock;
+            let next = *bp.cast::<*mut u8>();
+            (*pool).freeblock = next;
+            if next.is_null() && !PoolHeader::extend(pool, (class + 1) << self.alignment_shift) {
+                // Full: off the list (it is the head).
+                list.unlink(pool);
+            }
+            bp
+        }
     }
 
     /// `usedpools[class]` is empty: take a pool from the head of `usable_arenas` (mapping a
@@ -369,6 +383,24 @@ impl<S: ArenaSource> Heap<S> {
             // SAFETY: not in an arena, so it came from the raw allocator (caller contract).
             return unsafe { self.raw_free(p) };
         };
+        // SAFETY: forwarded caller contract: a live pool block, re-derived from its arena.
+        unsafe {
+            let emptied = self.free_to_pool(p);
+            if !emptied.is_null() {
+                self.pool_now_empty(emptied);
+            }
+        }
+    }
+
+    /// The fast path of `free_plain` for a block of an arena: back on its pool's free list.
+    /// Returns the pool when it has just become empty (the caller then calls
+    /// `pool_now_empty`), null otherwise. Also called by the global allocator's fast path.
+    ///
+    /// # Safety
+    /// `p` is a live block of one of this heap's arenas, with that arena's provenance (from
+    /// [`in_arena`](Self::in_arena)).
+    #[inline(always)]
+    pub(crate) unsafe fn free_to_pool(&mut self, p: *mut u8) -> *mut PoolHeader {
         let pool = p.map_addr(|a| a & self.pool_mask).cast::<PoolHeader>();
         // SAFETY: p is a live block inside a live arena, so its pool is carved, classed and
         // live; the block is at least a word long and free to hold the list link.
@@ -380,19 +412,19 @@ impl<S: ArenaSource> Heap<S> {
             if last.is_null() {
                 // It was full: back on usedpools, at the front, so this block is reused next.
                 self.usedpools[(*pool).szidx as usize & (MAX_CLASSES - 1)].push_front(pool);
-                return;
+                return core::ptr::null_mut();
             }
             if (*pool).count != 0 {
-                return;
+                return core::ptr::null_mut();
             }
-            self.pool_now_empty(pool);
+            pool
         }
     }
 
     /// # Safety
     /// `pool` is live, on `usedpools[its class]`, and has just become empty.
     #[inline(never)]
-    unsafe fn pool_now_empty(&mut self, pool: *mut PoolHeader) {
+    pub(crate) unsafe fn pool_now_empty(&mut self, pool: *mut PoolHeader) {
         // SAFETY: caller contract: the pool is on its class list and live, so its class and
         // arena index are those it was given (`arenaindex` names a descriptor). When
         // `pool_emptied` says so, the arena is wholly empty and unlinked.
