@@ -148,6 +148,52 @@ impl WarmHeap {
     }
 }
 
+/// The benchmark-id name of the global `PyMalloc` made warm like [`WarmHeap`].
+pub const WARM_GLOBAL_NAME: &str = "pymalloc-warm";
+
+/// The global `pymalloc` of the registry holding one live block in every size class on the
+/// calling thread's heap, as [`WarmHeap`] does for a bare heap: in `size` its pair is then the
+/// fast path, not the empty-pool cycle (the benchmark binary's own allocations do not go to it,
+/// so the global is otherwise as empty as a fresh heap). The blocks are freed on drop.
+pub struct WarmGlobal {
+    global: Global,
+    held: Vec<(*mut u8, usize)>,
+}
+
+/// A [`WarmGlobal`] over the registry's `pymalloc`.
+pub fn warm_global() -> WarmGlobal {
+    let mut global = Global::new(lineup::Allocator::Pymalloc);
+    let config = pymalloc::Config::CPYTHON_3_10;
+    let held = (1..=config.num_classes())
+        .map(|class| class * config.alignment())
+        .map(|size| (Contender::alloc(&mut global, size), size))
+        .collect();
+    WarmGlobal { global, held }
+}
+
+impl Contender for WarmGlobal {
+    #[inline]
+    fn alloc(&mut self, size: usize) -> *mut u8 {
+        Contender::alloc(&mut self.global, size)
+    }
+
+    #[inline]
+    unsafe fn free(&mut self, p: *mut u8, size: usize) {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { Contender::free(&mut self.global, p, size) }
+    }
+}
+
+impl Drop for WarmGlobal {
+    fn drop(&mut self) {
+        for (p, size) in self.held.drain(..) {
+            // SAFETY: each held block was allocated by `warm_global` with this size and is
+            // freed once, here.
+            unsafe { Contender::free(&mut self.global, p, size) };
+        }
+    }
+}
+
 /// A [`WarmHeap`].
 pub fn warm_heap() -> WarmHeap {
     let mut heap = heap();

@@ -75,7 +75,7 @@ pub fn each_contender<V: Visit>(v: &mut V) {
     }
 }
 
-/// [`each_contender`], then a [`contender::WarmHeap`]: the contenders of the `size` group, where
+/// [`each_contender`], then a [`contender::WarmHeap`] and a [`contender::WarmGlobal`]: the contenders of the `size` group, where
 /// a fresh heap's pair empties its pool every time and the warm heap's never does (the real
 /// obmalloc, initialised, is warm). The other groups hold hundreds to a million blocks per
 /// round, so one more live block per class changes little there, and they run without it.
@@ -83,6 +83,9 @@ pub fn each_size_contender<V: Visit>(v: &mut V) {
     each_contender(v);
     let mut h = warm_heap();
     v.visit(WARM_HEAP_NAME, &mut h);
+    drop(h);
+    let mut g = contender::warm_global();
+    v.visit(contender::WARM_GLOBAL_NAME, &mut g);
 }
 
 #[cfg(test)]
@@ -119,6 +122,7 @@ mod tests {
         let mut sized = Names(Vec::new());
         each_size_contender(&mut sized);
         expected.push(WARM_HEAP_NAME.to_string());
+        expected.push(contender::WARM_GLOBAL_NAME.to_string());
         assert_eq!(sized.0, expected);
     }
 
