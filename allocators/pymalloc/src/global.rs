@@ -634,15 +634,27 @@ impl ThreadHeap {
     /// The calling thread owns this heap and has entered it (`enter_fast`).
     #[inline(never)]
     unsafe fn alloc_drain_entered(&self, size: usize) -> *mut u8 {
-        let unwinding = AbortOnUnwind;
         // SAFETY: entered as the owner: the heap's only user.
+        let p = unsafe { self.drain_and_alloc(size) };
+        self.leave();
+        p
+    }
+
+    /// Takes the remote stack back into the heap, then allocates `size` bytes; a panic in
+    /// either aborts (the heap may be half-updated).
+    ///
+    /// # Safety
+    /// The calling thread is the heap's only user: entered as its owner, or holding it.
+    #[inline(always)]
+    unsafe fn drain_and_alloc(&self, size: usize) -> *mut u8 {
+        let unwinding = AbortOnUnwind;
+        // SAFETY: caller contract.
         let p = unsafe {
             let h = &mut *self.heap();
             self.drain(h);
             h.alloc(size)
         };
         core::mem::forget(unwinding);
-        self.leave();
         p
     }
 
@@ -1019,14 +1031,8 @@ impl Shared {
     #[inline(never)]
     fn alloc_borrowed(&self, size: usize) -> *mut u8 {
         let th = self.borrow();
-        let unwinding = AbortOnUnwind;
         // SAFETY: held: the only user of the heap.
-        let p = unsafe {
-            let heap = &mut *th.heap();
-            th.drain(heap);
-            heap.alloc(size)
-        };
-        core::mem::forget(unwinding);
+        let p = unsafe { th.drain_and_alloc(size) };
         th.release();
         p
     }
@@ -1070,17 +1076,11 @@ impl Shared {
     /// `p` is a live raw block of this `PyMalloc`.
     unsafe fn raw_realloc(&self, p: *mut u8, size: usize) -> *mut u8 {
         // SAFETY: caller contract: a live libc block.
-        let old = unsafe { os::raw_usable_size(p) };
-        // SAFETY: as above; on failure libc leaves p untouched.
-        let new = unsafe { libc::realloc(p.cast(), size.max(1)) }.cast::<u8>();
-        if !new.is_null() {
-            os::raw_gone(p);
-            os::raw_made(new, size);
-            // SAFETY: new is a live libc block.
-            let now = unsafe { os::raw_usable_size(new) };
-            self.raw_bytes.fetch_sub(old, Ordering::Relaxed);
-            self.raw_bytes.fetch_add(now, Ordering::Relaxed);
-        }
+        let Some((new, old, now)) = (unsafe { os::raw_realloc(p, size) }) else {
+            return core::ptr::null_mut();
+        };
+        self.raw_bytes.fetch_sub(old, Ordering::Relaxed);
+        self.raw_bytes.fetch_add(now, Ordering::Relaxed);
         new
     }
 
@@ -1760,6 +1760,22 @@ impl PyMalloc {
     }
 }
 
+/// The end of a `realloc` that could not stay in place: unless `new` is null (then nothing
+/// happens and null is returned), copies the first `n` bytes of `old` to `new`, gives `old` to
+/// `free`, and returns `new`.
+///
+/// # Safety
+/// `new` is null or a live block of at least `n` bytes distinct from `old`; `old` is a live block
+/// of at least `n` bytes that `free` may free (and nothing uses it afterwards).
+unsafe fn moved(old: *mut u8, new: *mut u8, n: usize, free: impl FnOnce(*mut u8)) -> *mut u8 {
+    if !new.is_null() {
+        // SAFETY: caller contract: both blocks live, distinct, at least `n` bytes.
+        unsafe { core::ptr::copy_nonoverlapping(old, new, n) };
+        free(old);
+    }
+    new
+}
+
 /// Adds one heap's statistics into `t`.
 fn add_stats(t: &mut Stats, s: &Stats) {
     t.arenas_allocated_total += s.arenas_allocated_total;
@@ -1910,14 +1926,9 @@ unsafe impl GlobalAlloc for PyMalloc {
                 unsafe { h.realloc(ptr, new_size) }
             } else {
                 let new = h.alloc_aligned(new_size, align);
-                if !new.is_null() {
-                    // SAFETY: both blocks live and distinct; the copy fits in both.
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                        h.free(ptr);
-                    }
-                }
-                new
+                // SAFETY: `new` is null or a fresh block of `new_size`; `ptr` is live
+                // (GlobalAlloc contract) with `layout.size()` bytes, a block of this heap.
+                unsafe { moved(ptr, new, layout.size().min(new_size), |p| h.free(p)) }
             }
         };
         if sh.locked {
@@ -1930,15 +1941,9 @@ unsafe impl GlobalAlloc for PyMalloc {
             }
             None => {
                 let new = sh.raw_alloc(new_size, align);
-                if !new.is_null() {
-                    // SAFETY: both blocks live and distinct; the copy fits in both; ptr is a
-                    // raw block freed once.
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                        sh.raw_free(ptr);
-                    }
-                }
-                new
+                // SAFETY: `new` is null or a fresh block of `new_size`; `ptr` is a live raw
+                // block (GlobalAlloc contract; in no arena) with `layout.size()` bytes.
+                unsafe { moved(ptr, new, layout.size().min(new_size), |p| sh.raw_free(p)) }
             }
             Some((owner, base)) => {
                 let owner = owner.cast::<ThreadHeap>();

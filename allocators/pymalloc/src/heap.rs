@@ -660,16 +660,10 @@ impl<S: ArenaSource> Heap<S> {
     /// `p` is a live block from the raw allocator.
     unsafe fn raw_realloc(&mut self, p: *mut u8, size: usize) -> *mut u8 {
         // SAFETY: caller contract: a live libc block.
-        let old = unsafe { os::raw_usable_size(p) };
-        // SAFETY: as above; on failure libc leaves p untouched.
-        let new = unsafe { libc::realloc(p.cast(), size.max(1)) }.cast::<u8>();
-        if !new.is_null() {
-            os::raw_gone(p);
-            os::raw_made(new, size);
-            // SAFETY: new is a live libc block.
-            let now = unsafe { os::raw_usable_size(new) };
-            self.raw_bytes = self.raw_bytes.saturating_sub(old).saturating_add(now);
-        }
+        let Some((new, old, now)) = (unsafe { os::raw_realloc(p, size) }) else {
+            return core::ptr::null_mut();
+        };
+        self.raw_bytes = self.raw_bytes.saturating_sub(old).saturating_add(now);
         new
     }
 

@@ -319,6 +319,26 @@ pub(crate) unsafe fn raw_usable_size(p: *mut u8) -> usize {
     }
 }
 
+/// `realloc` of the live raw block `p` to `size` bytes (0 asks for 1, as CPython's
+/// `PyMem_RawRealloc` does), with the side table kept: the new block and the usable sizes of the
+/// old and the new, for the caller's gauges. `None` when libc refuses, and `p` is then untouched.
+///
+/// # Safety
+/// `p` is a live block of the raw allocator (libc `malloc`).
+pub(crate) unsafe fn raw_realloc(p: *mut u8, size: usize) -> Option<(*mut u8, usize, usize)> {
+    // SAFETY: caller contract: a live libc block.
+    let old = unsafe { raw_usable_size(p) };
+    // SAFETY: as above; on failure libc leaves p untouched.
+    let new = unsafe { libc::realloc(p.cast(), size.max(1)) }.cast::<u8>();
+    if new.is_null() {
+        return None;
+    }
+    raw_gone(p);
+    raw_made(new, size);
+    // SAFETY: new is a live libc block.
+    Some((new, old, unsafe { raw_usable_size(new) }))
+}
+
 /// A growable array of plain values kept in mapped memory, not in the global allocator.
 ///
 /// Invariant: `ptr` is null with `cap == 0`, or points at a mapping of `cap * size_of::<T>()`

@@ -10,57 +10,21 @@
 //! does not depend on any one panic site of the heap (a debug build's overflow checks, a
 //! `debug_assert`): the mechanism must hold for every one of them.
 
+mod common;
+
+use common::child::Ended;
 use pymalloc::PyMalloc;
-use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 #[global_allocator]
 static GLOBAL: PyMalloc = PyMalloc::new();
 
-/// How a child ended, and what it wrote to stderr.
-struct Ended {
-    signal: Option<i32>,
-    code: Option<i32>,
-    stderr: String,
-}
-
-/// Runs test `name` of this binary in a child with `PYMALLOC_PANIC_CHILD` set; kills it after
-/// the timeout and returns `None` if it had not ended by then.
+/// Runs test `name` of this binary in a child with `PYMALLOC_PANIC_CHILD` set (see [`common::child`]).
 fn run_child(name: &str) -> Option<Ended> {
-    let timeout = Duration::from_millis(
-        std::env::var("PYMALLOC_CHILD_TIMEOUT_MS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(10_000),
-    );
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env("PYMALLOC_PANIC_CHILD", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > timeout {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    Some(Ended { signal: status.signal(), code: status.code(), stderr })
+    common::child::run_child(name, "PYMALLOC_PANIC_CHILD", 0)
 }
 
 fn in_child() -> bool {
-    std::env::var_os("PYMALLOC_PANIC_CHILD").is_some()
+    common::child::in_child("PYMALLOC_PANIC_CHILD")
 }
 
 #[test]

@@ -17,60 +17,23 @@
 //!   rounds) attached a heap to the exiting thread that no round abandoned: owned by a dead
 //!   thread forever. Deterministic.
 
+mod common;
+
+use common::child::Ended;
 use pymalloc::PyMalloc;
 use std::alloc::{GlobalAlloc, Layout};
-use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[global_allocator]
 static GLOBAL: PyMalloc = PyMalloc::new();
 
-/// How a child ended, and what it wrote to stderr.
-struct Ended {
-    signal: Option<i32>,
-    code: Option<i32>,
-    stderr: String,
-}
-
-/// Runs test `name` of this binary in a child with `PYMALLOC_REVIEW_CHILD` set; kills it after
-/// the timeout and returns `None` if it had not ended by then.
-/// `extra_ms` is added to the timeout, for a child that runs that long on purpose.
+/// Runs test `name` of this binary in a child with `PYMALLOC_REVIEW_CHILD` set (see [`common::child`]).
 fn run_child_for(name: &str, extra_ms: u64) -> Option<Ended> {
-    let timeout = Duration::from_millis(
-        std::env::var("PYMALLOC_CHILD_TIMEOUT_MS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(10_000)
-            + extra_ms,
-    );
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env("PYMALLOC_REVIEW_CHILD", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > timeout {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    Some(Ended { signal: status.signal(), code: status.code(), stderr })
+    common::child::run_child(name, "PYMALLOC_REVIEW_CHILD", extra_ms)
 }
 
 fn in_child() -> bool {
-    std::env::var_os("PYMALLOC_REVIEW_CHILD").is_some()
+    common::child::in_child("PYMALLOC_REVIEW_CHILD")
 }
 
 /// Asserts that the child ended normally (exit code 0).

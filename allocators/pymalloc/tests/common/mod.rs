@@ -2,6 +2,7 @@
 //! unmap, and a shadow record of live blocks.
 #![allow(dead_code)]
 
+pub mod child;
 use pymalloc::ArenaSource;
 use std::ptr::NonNull;
 
