@@ -31,7 +31,7 @@ fn an_unknown_argument_is_exit_2() {
 
 #[test]
 fn an_unknown_pattern_is_exit_2_listing_the_patterns() {
-    usage_error(&["--pattern", "fifo"], "pair-fresh, pair-warm, lifo-1000, churn-1000");
+    usage_error(&["--pattern", "fifo"], "pair-fresh, pair-warm, pair-1024, lifo-1000, churn-1000");
 }
 
 #[test]

@@ -34,6 +34,9 @@ const SEED: u64 = 0x5eed_a110c;
 /// The block size of the single-pair patterns.
 const PAIR_SIZE: usize = 32;
 
+/// The block size of `pair-1024`: above the small-object threshold.
+const RAW_SIZE: usize = 1024;
+
 /// The hidden subcommand the parent runs under valgrind.
 const CHILD: &str = "__count";
 
@@ -47,7 +50,7 @@ struct Spec {
     units: u64,
 }
 
-const PATTERNS: [Spec; 4] = [
+const PATTERNS: [Spec; 5] = [
     Spec {
         name: "pair-fresh",
         what: "one 32 B alloc+free in a fresh heap (`size/pair/32`). For pymalloc every pair \
@@ -62,6 +65,13 @@ const PATTERNS: [Spec; 4] = [
         name: "pair-warm",
         what: "one 32 B alloc+free in a warm heap, holding one live block per size class (16 to \
                512 B) as an initialised interpreter does: the fast path",
+        pairs_per_unit: 1,
+        units: 2_000,
+    },
+    Spec {
+        name: "pair-1024",
+        what: "one 1024 B alloc+free (`size/pair/1024`): above pymalloc's 512 B threshold, where \
+               the model and CPython both hand the request to glibc `malloc`",
         pairs_per_unit: 1,
         units: 2_000,
     },
@@ -180,6 +190,7 @@ impl Visit for Count {
                     unsafe { c.free(p, s) };
                 }
             }
+            "pair-1024" => arenalab_counted_loop(units, || size::pair(c, black_box(RAW_SIZE))),
             "lifo-1000" => {
                 let mut batch = order::Batch::new(order::Order::Lifo, 1_000, SEED);
                 arenalab_counted_loop(units, || batch.run(c));
