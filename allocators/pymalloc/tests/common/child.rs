@@ -17,6 +17,21 @@ pub struct Ended {
     pub stderr: String,
 }
 
+impl Ended {
+    /// Asserts that the child was ended by `SIGABRT` after writing pymalloc's fatal-error
+    /// message (`pymalloc: fatal error: ...`) to stderr.
+    pub fn assert_fatal_abort(&self) {
+        assert_eq!(
+            self.signal,
+            Some(libc::SIGABRT),
+            "exit code {:?}, stderr: {}",
+            self.code,
+            self.stderr
+        );
+        assert!(self.stderr.contains("pymalloc: fatal error: "), "stderr: {}", self.stderr);
+    }
+}
+
 /// Runs test `name` of this binary in a child with the environment variable `marker` set; kills
 /// it after the timeout (plus `extra_ms`) and returns `None` if it had not ended by then.
 pub fn run_child(name: &str, marker: &str, extra_ms: u64) -> Option<Ended> {
